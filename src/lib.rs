@@ -1,0 +1,1 @@
+//! raftkv: the embedded API.

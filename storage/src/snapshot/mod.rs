@@ -1,0 +1,1 @@
+//! Snapshot file format (being written).
