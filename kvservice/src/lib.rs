@@ -1,1 +1,8 @@
-//! (placeholder crate; see ARCHITECTURE.md)
+//! raftkv's KV service: the replicated state machine layer, the versioned KV state
+//! machine with exactly-once client sessions, the client and the network server.
+#![deny(unsafe_code)]
+
+pub mod command;
+pub mod sessions;
+pub mod state_machine;
+pub mod store;

@@ -28,6 +28,7 @@ pub struct Entry {
     /// Term of the leader that created the entry.
     pub term: u64,
     /// The payload, opaque to storage.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
