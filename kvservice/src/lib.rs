@@ -3,6 +3,8 @@
 #![deny(unsafe_code)]
 
 pub mod command;
+pub mod error;
+pub mod rsm;
 pub mod sessions;
 pub mod state_machine;
 pub mod store;

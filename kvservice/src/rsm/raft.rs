@@ -1,0 +1,77 @@
+//! [`RaftHandle`]: what the replicated state machine needs from the consensus layer.
+//!
+//! The node runtime of `raftkv-consensus` implements it; tests can implement it with a
+//! fake. Keeping the boundary this narrow is what keeps data flowing one way: the RSM
+//! proposes down and receives applies up, and never reaches into Raft's state.
+
+use std::io::Read;
+use std::time::Duration;
+
+use raftkv_storage::{NodeId, SnapshotMeta};
+
+use crate::error::KvError;
+
+/// One item of the ordered apply stream.
+pub enum ApplyMsg {
+    /// A committed entry. Empty `data` is a leader's no-op.
+    Command {
+        /// Log index.
+        index: u64,
+        /// Log term.
+        term: u64,
+        /// The encoded [`Command`](crate::command::Command), or empty.
+        data: Vec<u8>,
+    },
+    /// A snapshot installed from the leader: replace the state with it.
+    Snapshot {
+        /// Its index and term.
+        meta: SnapshotMeta,
+        /// Its payload.
+        payload: Box<dyn Read + Send>,
+    },
+}
+
+impl std::fmt::Debug for ApplyMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyMsg::Command { index, term, data } => f
+                .debug_struct("Command")
+                .field("index", index)
+                .field("term", term)
+                .field("len", &data.len())
+                .finish(),
+            ApplyMsg::Snapshot { meta, .. } => {
+                f.debug_struct("Snapshot").field("meta", meta).finish()
+            }
+        }
+    }
+}
+
+/// Leadership as this replica sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    /// The current term.
+    pub term: u64,
+    /// True if this replica leads in `term`.
+    pub is_leader: bool,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+}
+
+/// The consensus operations the RSM uses.
+pub trait RaftHandle: Send + Sync + 'static {
+    /// Appends `data` to the log if this replica leads; returns (index, term) where it
+    /// will commit if leadership holds. Fails fast with [`KvError::WrongLeader`].
+    fn propose(&self, data: Vec<u8>) -> Result<(u64, u64), KvError>;
+
+    /// Confirms leadership with a heartbeat quorum and returns the commit index a
+    /// linearizable read must wait for.
+    fn read_index(&self, timeout: Duration) -> Result<u64, KvError>;
+
+    /// Current term and leader.
+    fn leadership(&self) -> Leadership;
+
+    /// The service committed a snapshot at `meta` into the persister; Raft may drop its
+    /// log up to there.
+    fn snapshot_taken(&self, meta: SnapshotMeta);
+}

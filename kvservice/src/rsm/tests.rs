@@ -1,0 +1,279 @@
+//! RSM tests against a fake Raft that commits every proposal at once (or never).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use raftkv_storage::{Entry, MemoryPersister, Persister, SnapshotMeta, WriteBatch, codec};
+
+use super::*;
+
+/// How the fake treats proposals.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Append, persist and apply at once (before `propose` returns).
+    Commit,
+    /// Accept but never commit.
+    Stall,
+    /// Apply someone else's command at the proposed index.
+    Overwrite,
+}
+
+struct FakeRaft {
+    persister: MemoryPersister,
+    tx: Mutex<Option<Sender<ApplyMsg>>>,
+    last: AtomicU64,
+    leader: AtomicBool,
+    mode: Mutex<Mode>,
+}
+
+const TERM: u64 = 1;
+
+impl FakeRaft {
+    fn new(persister: MemoryPersister, mode: Mode) -> (Arc<Self>, Receiver<ApplyMsg>) {
+        let (tx, rx) = channel();
+        let last = persister.recover().expect("recover").last_index();
+        let raft = Arc::new(Self {
+            persister,
+            tx: Mutex::new(Some(tx)),
+            last: AtomicU64::new(last),
+            leader: AtomicBool::new(true),
+            mode: Mutex::new(mode),
+        });
+        (raft, rx)
+    }
+
+    fn close(&self) {
+        self.tx.lock().take();
+    }
+}
+
+impl RaftHandle for FakeRaft {
+    fn propose(&self, data: Vec<u8>) -> Result<(u64, u64), KvError> {
+        if !self.leader.load(Ordering::SeqCst) {
+            return Err(KvError::WrongLeader { leader_hint: None });
+        }
+        let index = self.last.fetch_add(1, Ordering::SeqCst) + 1;
+        let mode = *self.mode.lock();
+        let data = match mode {
+            Mode::Stall => return Ok((index, TERM)),
+            Mode::Commit => data,
+            Mode::Overwrite => codec::encode(&Command {
+                client_id: 999,
+                seq: index,
+                ts_ms: 0,
+                op: Op::Delete {
+                    key: Bytes::from_static(b"other"),
+                },
+            })
+            .expect("encode"),
+        };
+        self.persister
+            .write(&WriteBatch::new().append([Entry {
+                index,
+                term: TERM,
+                data: data.clone(),
+            }]))
+            .expect("persist");
+        if let Some(tx) = self.tx.lock().as_ref() {
+            let _ = tx.send(ApplyMsg::Command {
+                index,
+                term: TERM,
+                data,
+            });
+        }
+        Ok((index, TERM))
+    }
+
+    fn read_index(&self, _timeout: Duration) -> Result<u64, KvError> {
+        Ok(self.last.load(Ordering::SeqCst))
+    }
+
+    fn leadership(&self) -> Leadership {
+        let is_leader = self.leader.load(Ordering::SeqCst);
+        Leadership {
+            term: TERM,
+            is_leader,
+            leader: is_leader.then_some(1),
+        }
+    }
+
+    fn snapshot_taken(&self, _meta: SnapshotMeta) {}
+}
+
+fn put(client: u64, seq: u64, key: &str, value: &str) -> Command {
+    Command {
+        client_id: client,
+        seq,
+        ts_ms: now_ms(),
+        op: Op::Put {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        },
+    }
+}
+
+fn start(raft: &Arc<FakeRaft>, rx: Receiver<ApplyMsg>, config: RsmConfig) -> Rsm {
+    let persister: Arc<dyn Persister> = Arc::new(raft.persister.clone());
+    Rsm::start(
+        Arc::clone(raft) as Arc<dyn RaftHandle>,
+        rx,
+        persister,
+        config,
+    )
+    .expect("start")
+}
+
+#[test]
+fn submit_applies_once_and_reads_see_it() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Commit);
+    let rsm = start(&raft, rx, RsmConfig::default());
+    assert_eq!(
+        rsm.submit(put(7, 1, "k", "v1")).expect("put"),
+        Reply::Written { version: 1 }
+    );
+    // A retry of the same request (lost reply) is answered from the dedup table.
+    assert_eq!(
+        rsm.submit(put(7, 1, "k", "v1")).expect("retry"),
+        Reply::Written { version: 1 }
+    );
+    assert_eq!(
+        rsm.read(Bytes::from_static(b"k"), 7, 2).expect("read"),
+        Reply::Value {
+            value: Some(Bytes::from_static(b"v1")),
+            version: 1
+        }
+    );
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn concurrent_submits_all_answered_without_leaks() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Commit);
+    let rsm = Arc::new(start(&raft, rx, RsmConfig::default()));
+    let threads: Vec<_> = (1..=8u64)
+        .map(|client| {
+            let rsm = Arc::clone(&rsm);
+            std::thread::spawn(move || {
+                for seq in 1..=50 {
+                    let r = rsm.submit(put(client, seq, "shared", "x")).expect("submit");
+                    assert!(matches!(r, Reply::Written { .. }), "{r:?}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let version = rsm.with_state(|sm| sm.store().get(b"shared").map(|v| v.version));
+    assert_eq!(version, Some(400), "every put applied exactly once");
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn lost_leadership_fails_fast_and_timeout_leaves_nothing() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Stall);
+    let config = RsmConfig {
+        commit_timeout: Duration::from_millis(200),
+        ..RsmConfig::default()
+    };
+    let rsm = Arc::new(start(&raft, rx, config));
+    let e = rsm.submit(put(1, 1, "k", "v")).expect_err("never commits");
+    assert!(matches!(e, KvError::Timeout { .. }), "{e}");
+    assert_eq!(rsm.pending_waiters(), 0);
+
+    let waiter = {
+        let rsm = Arc::clone(&rsm);
+        std::thread::spawn(move || rsm.submit(put(1, 2, "k", "v")))
+    };
+    // Wait until the proposal is in, then depose the leader.
+    while raft.last.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    raft.leader.store(false, Ordering::SeqCst);
+    let e = waiter.join().expect("join").expect_err("deposed");
+    assert!(matches!(e, KvError::WrongLeader { .. }), "{e}");
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn another_command_at_the_index_fails_the_caller() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Overwrite);
+    let rsm = start(&raft, rx, RsmConfig::default());
+    let e = rsm.submit(put(1, 1, "k", "v")).expect_err("overwritten");
+    assert!(matches!(e, KvError::WrongLeader { .. }), "{e}");
+    assert!(rsm.with_state(|sm| sm.store().get(b"k").is_none()));
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn snapshots_bound_the_raft_state_and_restore_on_restart() {
+    let persister = MemoryPersister::new();
+    let (raft, rx) = FakeRaft::new(persister.clone(), Mode::Commit);
+    let config = RsmConfig {
+        max_raft_state: 1000,
+        ..RsmConfig::default()
+    };
+    let rsm = start(&raft, rx, config.clone());
+    for seq in 1..=300u64 {
+        rsm.submit(put(5, seq, &format!("k{}", seq % 10), &format!("v{seq}")))
+            .expect("put");
+        assert!(
+            persister.raft_state_size() <= 8 * 1000,
+            "raft state {} exceeds 8 x max_raft_state",
+            persister.raft_state_size()
+        );
+    }
+    raft.close();
+    rsm.shutdown();
+    let stats = rsm.snapshot_stats();
+    assert!(stats.taken > 0, "{stats:?}");
+    assert!(persister.snapshot_size() > 0);
+
+    // Restart on a crash image: restore the snapshot, then replay the log after it.
+    let image = persister.crash_image();
+    let recovered = image.recover().expect("recover");
+    let (raft2, rx2) = FakeRaft::new(image, Mode::Commit);
+    let rsm2 = start(&raft2, rx2, config);
+    assert_eq!(
+        rsm2.applied_index(),
+        recovered.snapshot.map_or(0, |s| s.index)
+    );
+    for e in recovered.entries {
+        raft2
+            .tx
+            .lock()
+            .as_ref()
+            .expect("open")
+            .send(ApplyMsg::Command {
+                index: e.index,
+                term: e.term,
+                data: e.data,
+            })
+            .expect("send");
+    }
+    rsm2.wait_applied(300, Duration::from_secs(10))
+        .expect("replayed");
+    for k in 0..10u64 {
+        let want = rsm.with_state(|sm| sm.store().get(format!("k{k}").as_bytes()).cloned());
+        let got = rsm2.with_state(|sm| sm.store().get(format!("k{k}").as_bytes()).cloned());
+        assert_eq!(got, want, "key k{k} after restart");
+    }
+    // The dedup table survived too: the last request is answered, not re-applied.
+    assert_eq!(
+        rsm2.submit(put(5, 300, "k0", "v300")).expect("retry"),
+        Reply::Written { version: 30 }
+    );
+    raft2.close();
+    rsm2.shutdown();
+}
