@@ -28,6 +28,8 @@ struct FakeRaft {
     last: AtomicU64,
     leader: AtomicBool,
     mode: Mutex<Mode>,
+    /// Serializes proposals, as a Raft leader's log does.
+    log_lock: Mutex<()>,
 }
 
 const TERM: u64 = 1;
@@ -42,6 +44,7 @@ impl FakeRaft {
             last: AtomicU64::new(last),
             leader: AtomicBool::new(true),
             mode: Mutex::new(mode),
+            log_lock: Mutex::new(()),
         });
         (raft, rx)
     }
@@ -56,6 +59,7 @@ impl RaftHandle for FakeRaft {
         if !self.leader.load(Ordering::SeqCst) {
             return Err(KvError::WrongLeader { leader_hint: None });
         }
+        let _log = self.log_lock.lock();
         let index = self.last.fetch_add(1, Ordering::SeqCst) + 1;
         let mode = *self.mode.lock();
         let data = match mode {
