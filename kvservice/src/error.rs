@@ -34,6 +34,15 @@ pub enum KvError {
         /// The limit.
         max: u64,
     },
+    /// The node refuses proposals until its apply stream's consumer catches up.
+    #[error("overloaded: {backlog} applied entries wait for the state machine")]
+    Overloaded {
+        /// Entries waiting.
+        backlog: usize,
+    },
+    /// The consensus layer failed in a way not listed above.
+    #[error("consensus: {0}")]
+    Consensus(String),
     /// The storage layer failed; the node cannot continue.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),

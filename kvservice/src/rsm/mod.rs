@@ -182,6 +182,11 @@ impl Rsm {
         self.shared.sm.lock().applied_index()
     }
 
+    /// How reads are served.
+    pub fn read_mode(&self) -> ReadMode {
+        self.config.read_mode
+    }
+
     /// Snapshot activity so far.
     pub fn snapshot_stats(&self) -> SnapshotStats {
         self.snapshotter.stats()
