@@ -70,7 +70,9 @@ pub fn run(config: &StorageConfig, batches: u64) -> Result<DemoReport, DemoError
     let append_secs = t.elapsed().as_secs_f64();
     let last = index - 1;
     let snap_index = start_index + (last - start_index) / 2;
-    let payload: Vec<u8> = (0..(1u32 << 20)).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    let payload: Vec<u8> = (0..(1u32 << 20))
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
     let mut w = persister.begin_snapshot(raftkv_storage::SnapshotMeta {
         index: snap_index,
         term,

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use raftkv::storage::{Backend, StorageConfig};
 
 #[derive(Parser)]
-#[command(name = "raftkv", version, about = "A durable key/value store replicated with Raft")]
+#[command(
+    name = "raftkv",
+    version,
+    about = "A durable key/value store replicated with Raft"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use raftkv_consensus::node::NodeOptions;
 use raftkv_consensus::transport::InProcessNetwork;
 use raftkv_consensus::{Config, Role};
 use raftkv_storage::{Backend, MemoryPersister, NodeId, Persister, StorageConfig};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use crate::clerk::ClerkTransport;
 use crate::command::{Command, Reply};
@@ -84,7 +84,9 @@ impl LocalCluster {
     /// Starts every member.
     pub fn start(config: ClusterConfig) -> Result<LocalCluster, KvError> {
         if config.members == 0 {
-            return Err(KvError::Consensus("a cluster needs at least one member".into()));
+            return Err(KvError::Consensus(
+                "a cluster needs at least one member".into(),
+            ));
         }
         let ids: Vec<NodeId> = (1..=config.members).collect();
         let cluster = LocalCluster {
@@ -134,7 +136,9 @@ impl LocalCluster {
             if let Some(id) = self.leader()
                 && let Some(r) = self.replica(id)
                 && let Ok(index) = r.node().read_index(Duration::from_millis(500))
-                && r.rsm().wait_applied(index, Duration::from_millis(500)).is_ok()
+                && r.rsm()
+                    .wait_applied(index, Duration::from_millis(500))
+                    .is_ok()
             {
                 return Ok(id);
             }
@@ -163,13 +167,14 @@ impl LocalCluster {
             return;
         };
         self.network.unregister(id);
-        if let ClusterStorage::Memory = self.config.storage
-            && let Some(image) = self.images.lock().get(&id)
-        {
+        if let ClusterStorage::Memory = self.config.storage {
             // Freeze what is durable now; anything the stopping instance still writes
             // goes to the old persister, which nobody reads again.
-            let frozen = image.crash_image();
-            self.images.lock().insert(id, frozen);
+            let mut images = self.images.lock();
+            if let Some(image) = images.get(&id) {
+                let frozen = image.crash_image();
+                images.insert(id, frozen);
+            }
         }
         replica.shutdown();
     }
@@ -185,7 +190,9 @@ impl LocalCluster {
 
     /// Stops every member.
     pub fn shutdown(&self) {
-        let members: Vec<_> = std::mem::take(&mut *self.live.lock()).into_values().collect();
+        let members: Vec<_> = std::mem::take(&mut *self.live.lock())
+            .into_values()
+            .collect();
         for r in &members {
             self.network.unregister(r.node().id());
         }

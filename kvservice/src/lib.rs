@@ -2,8 +2,12 @@
 //! machine with exactly-once client sessions, the client and the network server.
 #![deny(unsafe_code)]
 
+pub mod clerk;
+pub mod cluster;
 pub mod command;
 pub mod error;
+pub mod linearizability;
+pub mod replica;
 pub mod rsm;
 pub mod sessions;
 pub mod state_machine;

@@ -104,16 +104,13 @@ impl Replica {
         persister: Arc<dyn Persister>,
         transport: Arc<dyn Transport>,
     ) -> Result<Replica, KvError> {
-        let (node, stream) = Node::start(
-            config.raft,
-            Arc::clone(&persister),
-            transport,
-            config.node,
-        )
-        .map_err(|e| match e {
-            NodeError::Recover(s) => KvError::Storage(s),
-            other => KvError::Consensus(other.to_string()),
-        })?;
+        let (node, stream) =
+            Node::start(config.raft, Arc::clone(&persister), transport, config.node).map_err(
+                |e| match e {
+                    NodeError::Recover(s) => KvError::Storage(s),
+                    other => KvError::Consensus(other.to_string()),
+                },
+            )?;
         let rsm = match Rsm::start(
             Arc::new(NodeRaft(node.clone())),
             apply_messages(stream),

@@ -113,6 +113,9 @@ mod tests {
         };
         let mut buf = Vec::new();
         encode_into(&hs, &mut buf).expect("encode");
-        assert_eq!(decode_from::<HardState, _>(&mut buf.as_slice()).expect("decode"), hs);
+        assert_eq!(
+            decode_from::<HardState, _>(&mut buf.as_slice()).expect("decode"),
+            hs
+        );
     }
 }

@@ -162,7 +162,10 @@ impl StorageConfig {
             Backend::Memory => Ok(Box::new(MemoryPersister::new())),
             Backend::File => crate::file::open_boxed(self.dir()?, self.clone()),
             #[cfg(feature = "rocksdb")]
-            Backend::Rocksdb => Err(StorageError::Config("rocksdb backend being written".into())),
+            Backend::Rocksdb => Ok(Box::new(crate::rocks::RocksPersister::open(
+                self.dir()?,
+                self.clone(),
+            )?)),
             #[cfg(not(feature = "rocksdb"))]
             Backend::Rocksdb => Err(StorageError::Config(
                 "backend rocksdb is not in this build: rebuild with `--features rocksdb`".into(),

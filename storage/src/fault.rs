@@ -68,7 +68,10 @@ impl FaultPlan {
 }
 
 /// Calls `plan.check(point)` when a plan is installed.
-pub(crate) fn check(plan: &Option<std::sync::Arc<FaultPlan>>, point: &'static str) -> Result<(), StorageError> {
+pub(crate) fn check(
+    plan: &Option<std::sync::Arc<FaultPlan>>,
+    point: &'static str,
+) -> Result<(), StorageError> {
     match plan {
         Some(p) => p.check(point),
         None => Ok(()),

@@ -95,7 +95,8 @@ impl Persister for MemoryPersister {
         self.poison.check("write")?;
         let mut s = self.state.lock();
         rules::validate_batch(batch, s.snapshot_index(), s.last_index())?;
-        self.poison.latch(fault::check(&self.faults, "memory.write"))?;
+        self.poison
+            .latch(fault::check(&self.faults, "memory.write"))?;
         if let Some(from) = batch.truncate_from {
             let first = s.snapshot_index() + 1;
             let keep = (from.saturating_sub(first) as usize).min(s.entries.len());
@@ -205,7 +206,10 @@ impl SnapshotWriter for MemorySnapshotWriter {
         let dropped: u64 = s.entries[..drop_n].iter().map(Entry::accounted_size).sum();
         s.entries.drain(..drop_n);
         s.log_bytes -= dropped;
-        if s.entries.first().is_some_and(|e| e.index != self.meta.index + 1) {
+        if s.entries
+            .first()
+            .is_some_and(|e| e.index != self.meta.index + 1)
+        {
             // Log older than the snapshot that did not reach it: superseded too.
             s.entries.clear();
             s.log_bytes = 0;
@@ -263,7 +267,8 @@ mod tests {
             term: 1,
             data: vec![i as u8],
         };
-        p.write(&WriteBatch::new().append([e(1), e(2)])).expect("write");
+        p.write(&WriteBatch::new().append([e(1), e(2)]))
+            .expect("write");
         let mut w = p
             .begin_snapshot(SnapshotMeta { index: 2, term: 1 })
             .expect("begin");
@@ -290,8 +295,14 @@ mod tests {
             term: 1,
             data: vec![],
         }]);
-        assert!(matches!(p.write(&batch), Err(StorageError::Injected { .. })));
-        assert!(matches!(p.write(&batch), Err(StorageError::Poisoned { .. })));
+        assert!(matches!(
+            p.write(&batch),
+            Err(StorageError::Injected { .. })
+        ));
+        assert!(matches!(
+            p.write(&batch),
+            Err(StorageError::Poisoned { .. })
+        ));
         assert!(p.recover().expect("recover").entries.is_empty());
     }
 }

@@ -7,7 +7,11 @@ use crate::types::{Entry, SnapshotMeta, WriteBatch};
 
 /// Checks a batch against a log holding `(snapshot_index, last_index]`, before anything
 /// is written. Returns the last index after the batch.
-pub(crate) fn validate_batch(batch: &WriteBatch, snapshot_index: u64, last_index: u64) -> Result<u64> {
+pub(crate) fn validate_batch(
+    batch: &WriteBatch,
+    snapshot_index: u64,
+    last_index: u64,
+) -> Result<u64> {
     let mut last = last_index;
     if let Some(from) = batch.truncate_from {
         if from <= snapshot_index {
@@ -87,14 +91,21 @@ mod tests {
         let gap = WriteBatch::new().append([e(7, 1)]);
         assert!(matches!(
             validate_batch(&gap, 0, 5),
-            Err(StorageError::LogGap { expected: 6, got: 7, .. })
+            Err(StorageError::LogGap {
+                expected: 6,
+                got: 7,
+                ..
+            })
         ));
         let trunc = WriteBatch::new().truncate_from(3).append([e(3, 2)]);
         assert_eq!(validate_batch(&trunc, 0, 5).expect("truncate"), 3);
         let below = WriteBatch::new().truncate_from(3);
         assert!(validate_batch(&below, 3, 5).is_err());
         let after_snap = WriteBatch::new().append([e(11, 1)]);
-        assert_eq!(validate_batch(&after_snap, 10, 10).expect("after snapshot"), 11);
+        assert_eq!(
+            validate_batch(&after_snap, 10, 10).expect("after snapshot"),
+            11
+        );
         let bad_vote = WriteBatch::new().hard_state(HardState {
             term: 1,
             voted_for: Some(0),

@@ -49,7 +49,7 @@ impl Snapshotter {
         max_raft_state: i64,
         ratio: f64,
     ) -> Self {
-        let threshold = (max_raft_state >= 0).then(|| (max_raft_state as f64 * ratio) as u64);
+        let threshold = (max_raft_state >= 0).then_some((max_raft_state as f64 * ratio) as u64);
         Self {
             persister,
             raft,
