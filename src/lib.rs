@@ -10,4 +10,7 @@ pub use raftkv_consensus as consensus;
 pub use raftkv_kvservice as kvservice;
 pub use raftkv_storage as storage;
 
+mod db;
 pub mod demo;
+
+pub use db::{Db, DbConfig, DbError};

@@ -148,13 +148,21 @@ impl<T: ClerkTransport> Clerk<T> {
     /// whether it took more than one attempt.
     fn run(&mut self, op: Op) -> Result<(Reply, bool), ClerkError> {
         let is_write = op.is_write();
+        // Only writes take a sequence number: the dedup table tracks writes, and a
+        // session's first write must carry 1 for it to tell a new session from one
+        // that expired. Reads change nothing, so they go as seq 0.
+        let seq = if is_write {
+            self.next_seq += 1;
+            self.next_seq - 1
+        } else {
+            0
+        };
         let cmd = Command {
             client_id: self.client_id,
-            seq: self.next_seq,
+            seq,
             ts_ms: now_ms(),
             op,
         };
-        self.next_seq += 1;
         let started = Instant::now();
         let mut backoff = self.config.backoff_min;
         let mut attempts = 0u64;
@@ -305,6 +313,20 @@ mod tests {
         assert_eq!(clerk.put_if("missing", "x", 1), Err(ClerkError::ErrNoKey));
         assert!(clerk.delete("k").expect("delete"));
         assert_eq!(clerk.get("k").expect("get"), (None, 0));
+    }
+
+    #[test]
+    fn a_fresh_session_may_read_before_its_first_write() {
+        let net = Lossy {
+            sm: Mutex::new(KvStateMachine::new()),
+            index: AtomicU64::new(0),
+            rng: Mutex::new(SmallRng::seed_from_u64(3)),
+            loss: 0.0,
+        };
+        let mut clerk = Clerk::new(&net, 11, ClerkConfig::default());
+        assert_eq!(clerk.get("k").expect("get"), (None, 0));
+        assert_eq!(clerk.get("k").expect("get"), (None, 0));
+        assert_eq!(clerk.put_if("k", "v", 0), Ok(1));
     }
 
     #[test]

@@ -188,6 +188,40 @@ impl LocalCluster {
         self.start_member(id)
     }
 
+    /// Splits the members into `groups` (see [`InProcessNetwork::partition`]); members
+    /// listed in no group are isolated. Clients are not affected: restrict them with
+    /// [`ClusterClient::reach_only`].
+    pub fn partition(&self, groups: &[&[NodeId]]) {
+        self.network.partition(groups);
+    }
+
+    /// Removes the partition set by [`partition`](Self::partition).
+    pub fn heal(&self) {
+        self.network.heal();
+    }
+
+    /// The largest Raft state (log and hard state) among running members, in bytes (the
+    /// lab's `LogSize()`).
+    pub fn max_raft_state_size(&self) -> u64 {
+        self.live
+            .lock()
+            .values()
+            .map(|r| r.persister().raft_state_size())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The largest snapshot among running members, in bytes (the lab's
+    /// `SnapshotSize()`).
+    pub fn max_snapshot_size(&self) -> u64 {
+        self.live
+            .lock()
+            .values()
+            .map(|r| r.persister().snapshot_size())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Stops every member.
     pub fn shutdown(&self) {
         let members: Vec<_> = std::mem::take(&mut *self.live.lock())

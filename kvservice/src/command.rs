@@ -13,8 +13,9 @@ pub type ClientId = u64;
 pub struct Command {
     /// The client's session id (0 for none).
     pub client_id: ClientId,
-    /// The client's sequence number, starting at 1 and increasing with every request.
-    /// A retry re-sends the same number.
+    /// The client's sequence number for writes: 1 for its first write, then one more
+    /// for each write; a retry re-sends the same number. Reads carry 0 (they are not
+    /// deduplicated, and must not make a session's first write look like a later one).
     pub seq: u64,
     /// The proposer's wall clock in milliseconds. Applied state only ever uses the
     /// maximum seen so far, so that session expiry is deterministic on every replica.

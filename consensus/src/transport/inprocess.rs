@@ -75,11 +75,23 @@ struct NetState {
     endpoints: HashMap<NodeId, NodeHandle>,
     disconnected: HashSet<NodeId>,
     counters: HashMap<NodeId, Arc<Counters>>,
+    /// With a partition in place, each listed node's group; unlisted nodes are
+    /// isolated.
+    groups: Option<HashMap<NodeId, usize>>,
 }
 
 impl NetState {
     fn linked(&self, a: NodeId, b: NodeId) -> bool {
-        !self.disconnected.contains(&a) && !self.disconnected.contains(&b)
+        if self.disconnected.contains(&a) || self.disconnected.contains(&b) {
+            return false;
+        }
+        match &self.groups {
+            None => true,
+            Some(groups) => match (groups.get(&a), groups.get(&b)) {
+                (Some(ga), Some(gb)) => ga == gb,
+                _ => false,
+            },
+        }
     }
 }
 
@@ -212,6 +224,26 @@ impl InProcessNetwork {
     /// Undoes [`disconnect`](Self::disconnect).
     pub fn reconnect(&self, id: NodeId) {
         self.net.write().disconnected.remove(&id);
+    }
+
+    /// Splits the network into `groups`: nodes in different groups cannot exchange
+    /// messages or snapshot streams (a stream in flight is cut off at its next chunk),
+    /// and nodes listed in no group are isolated. Replaces any earlier partition;
+    /// [`disconnect`](Self::disconnect) still applies on top of it.
+    pub fn partition(&self, groups: &[&[NodeId]]) {
+        let mut map = HashMap::new();
+        for (g, members) in groups.iter().enumerate() {
+            for &id in *members {
+                map.insert(id, g);
+            }
+        }
+        self.net.write().groups = Some(map);
+    }
+
+    /// Removes the partition set by [`partition`](Self::partition) (disconnected nodes
+    /// stay disconnected).
+    pub fn heal(&self) {
+        self.net.write().groups = None;
     }
 
     /// Whether node `id` is connected.
