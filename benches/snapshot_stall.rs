@@ -122,7 +122,9 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     let (worst, p99, applies) = applier.join().expect("applier");
 
-    println!("| keys | load | view (O(1) clone) | snapshot write | payload | stored | ratio | applies during | longest apply gap | p99 gap |");
+    println!(
+        "| keys | load | view (O(1) clone) | snapshot write | payload | stored | ratio | applies during | longest apply gap | p99 gap |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     println!(
         "| {keys} | {:.2} s | {:.1} µs | {:.2} s | {:.1} MB | {:.1} MB | {:.2}x | {applies} | {:.2} ms | {:.3} ms |",
@@ -141,10 +143,14 @@ fn main() {
 /// a few fixed-format fields and a random alphanumeric tail from a seeded LCG.
 fn realistic_value(k: u64) -> Bytes {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut x = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+    let mut x = k
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
     let mut v = format!("{{\"id\":{k},\"name\":\"").into_bytes();
     while v.len() < 100 {
-        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         v.push(ALPHABET[((x >> 33) % ALPHABET.len() as u64) as usize]);
     }
     Bytes::from(v)
