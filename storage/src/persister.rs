@@ -90,7 +90,8 @@ pub trait Persister: Send + Sync + std::fmt::Debug {
 
     /// Bytes of hard state plus retained log after the snapshot, counted with
     /// [`Entry::accounted_size`](crate::Entry::accounted_size). The KV service compares it
-    /// with `max_raft_state`.
+    /// with `max_raft_state` after every applied entry, so it must be cheap and must not
+    /// wait for a write (and its sync) in progress: it may lag such a write.
     fn raft_state_size(&self) -> u64;
 
     /// Bytes the current snapshot occupies in storage (0 without one).

@@ -25,6 +25,7 @@ mod segment;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -82,6 +83,9 @@ struct Shared {
     /// Snapshot files found invalid on open.
     skipped: Vec<SkippedSnapshot>,
     report: RecoveryReport,
+    /// `inner.log.bytes()`, readable without the lock: a write holds the lock through
+    /// its fsync, and `raft_state_size` is polled by the apply loop after every entry.
+    log_bytes: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -195,6 +199,7 @@ impl FilePersister {
             store,
             skipped,
             report,
+            log_bytes: AtomicU64::new(inner.log.bytes()),
             inner: Mutex::new(inner),
         });
         if let Some(mark) = mark_needed {
@@ -378,6 +383,7 @@ impl Persister for FilePersister {
         });
         sh.poison.latch(r)?;
         inner.log.apply_batch(batch);
+        sh.log_bytes.store(inner.log.bytes(), Ordering::Release);
         if let Some(hs) = batch.hard_state {
             inner.hard_state = hs;
         }
@@ -426,7 +432,7 @@ impl Persister for FilePersister {
     }
 
     fn raft_state_size(&self) -> u64 {
-        HARD_STATE_ACCOUNTED_SIZE + self.shared.inner.lock().log.bytes()
+        HARD_STATE_ACCOUNTED_SIZE + self.shared.log_bytes.load(Ordering::Acquire)
     }
 
     fn snapshot_size(&self) -> u64 {
@@ -494,6 +500,7 @@ impl SnapshotWriter for FileSnapshotWriter {
         });
         owner.poison.latch(r)?;
         let kept = inner.log.apply_snapshot(meta);
+        owner.log_bytes.store(inner.log.bytes(), Ordering::Release);
         debug_assert_eq!(kept, mark.suffix_kept);
         inner.snapshot = Some(meta);
         inner.hard_state.commit = inner.hard_state.commit.max(meta.index);

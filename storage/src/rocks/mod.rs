@@ -39,6 +39,7 @@ mod view;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use rocksdb::{
@@ -85,6 +86,9 @@ pub(crate) struct Inner {
     db: DB,
     snapshots: SnapshotStore,
     view: Mutex<View>,
+    /// `view.log_bytes()`, readable without the lock: a write holds the lock through
+    /// its synced batch, and `raft_state_size` is polled by the apply loop.
+    log_bytes: AtomicU64,
     /// Snapshot files rejected at open, reported by every `recover`.
     skipped: Vec<SkippedSnapshot>,
     poison: Poison,
@@ -150,12 +154,14 @@ impl RocksPersister {
             db,
             snapshots,
             view: Mutex::new(View::default()),
+            log_bytes: AtomicU64::new(0),
             skipped,
             poison: Poison::default(),
             faults,
             sync: config.durability != Durability::None,
         };
         let view = inner.recover_view()?;
+        inner.log_bytes = AtomicU64::new(view.log_bytes());
         inner.view = Mutex::new(view);
         Ok(Self {
             inner: Arc::new(inner),
@@ -428,6 +434,7 @@ impl Inner {
                 .map_err(|e| rocks_error("write batch", &self.db_path, e)),
         )?;
         view.apply(batch);
+        self.log_bytes.store(view.log_bytes(), Ordering::Release);
         self.poison
             .latch(fault::check(&self.faults, "rocks.after_write"))
     }
@@ -455,6 +462,7 @@ impl Inner {
         };
         // The view becomes what recovery now returns, whether or not step 2 lands.
         let matched = view.install(meta);
+        self.log_bytes.store(view.log_bytes(), Ordering::Release);
         // Step 2: record it and delete what no retained snapshot needs.
         let batch =
             self.poison
@@ -582,7 +590,7 @@ impl Persister for RocksPersister {
     }
 
     fn raft_state_size(&self) -> u64 {
-        HARD_STATE_ACCOUNTED_SIZE + self.inner.view.lock().log_bytes()
+        HARD_STATE_ACCOUNTED_SIZE + self.inner.log_bytes.load(Ordering::Acquire)
     }
 
     fn snapshot_size(&self) -> u64 {
