@@ -26,7 +26,7 @@
 //! ends within the wall-time budget.
 //!
 //! The restart and snapshot scenarios also run on the file backend (`_file`) and, with
-//! the `rocksdb` feature, TestSnapshot4C on RocksDB (`_rocksdb`).
+//! the `rocksdb` feature, on RocksDB (`_rocksdb`).
 //!
 //! Replay a failure with the seed it prints (best effort: threads are real):
 //! `RAFTKV_KVLAB_SEED=<n> cargo test -p raftkv-kvservice --test lab_4a_rsm <name>`.
@@ -409,6 +409,12 @@ fn TestRestartReplay4A_file() {
     restart_replay("TestRestartReplay4A_file", StorageKind::File);
 }
 
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestRestartReplay4A_rocksdb() {
+    restart_replay("TestRestartReplay4A_rocksdb", StorageKind::Rocksdb);
+}
+
 /// Test that pending submits return after a shutdown.
 #[test]
 fn TestShutdown4A() {
@@ -451,6 +457,12 @@ fn TestRestartSubmit4A() {
 #[test]
 fn TestRestartSubmit4A_file() {
     restart_submit("TestRestartSubmit4A_file", StorageKind::File);
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestRestartSubmit4A_rocksdb() {
+    restart_submit("TestRestartSubmit4A_rocksdb", StorageKind::Rocksdb);
 }
 
 fn snapshot(name: &'static str, storage: StorageKind) {

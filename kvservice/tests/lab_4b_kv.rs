@@ -11,7 +11,7 @@
 //! the heal".
 //!
 //! The persistence tests also run on the file backend (`_file`) and, with the
-//! `rocksdb` feature, TestPersistConcurrent4B on RocksDB (`_rocksdb`).
+//! `rocksdb` feature, on RocksDB (`_rocksdb`).
 //!
 //! Replay a failure with the seed it prints (best effort: threads are real):
 //! `RAFTKV_KVLAB_SEED=<n> cargo test -p raftkv-kvservice --test lab_4b_kv <name>`.
@@ -170,6 +170,13 @@ fn TestPersistOneClient4B_file() {
     generic("TestPersistOneClient4B_file", 1, c);
 }
 
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestPersistOneClient4B_rocksdb() {
+    let c = on(cfg(5, false, true, false), StorageKind::Rocksdb);
+    generic("TestPersistOneClient4B_rocksdb", 1, c);
+}
+
 #[test]
 fn TestPersistConcurrent4B() {
     generic("TestPersistConcurrent4B", 5, cfg(5, false, true, false));
@@ -203,6 +210,13 @@ fn TestPersistConcurrentUnreliable4B_file() {
     generic("TestPersistConcurrentUnreliable4B_file", 5, c);
 }
 
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestPersistConcurrentUnreliable4B_rocksdb() {
+    let c = on(cfg(5, true, true, false), StorageKind::Rocksdb);
+    generic("TestPersistConcurrentUnreliable4B_rocksdb", 5, c);
+}
+
 #[test]
 fn TestPersistPartition4B() {
     generic("TestPersistPartition4B", 5, cfg(5, false, true, true));
@@ -212,6 +226,13 @@ fn TestPersistPartition4B() {
 fn TestPersistPartition4B_file() {
     let c = on(cfg(5, false, true, true), StorageKind::File);
     generic("TestPersistPartition4B_file", 5, c);
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestPersistPartition4B_rocksdb() {
+    let c = on(cfg(5, false, true, true), StorageKind::Rocksdb);
+    generic("TestPersistPartition4B_rocksdb", 5, c);
 }
 
 #[test]
@@ -229,6 +250,13 @@ fn TestPersistPartitionUnreliable4B_file() {
     generic("TestPersistPartitionUnreliable4B_file", 5, c);
 }
 
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestPersistPartitionUnreliable4B_rocksdb() {
+    let c = on(cfg(5, true, true, true), StorageKind::Rocksdb);
+    generic("TestPersistPartitionUnreliable4B_rocksdb", 5, c);
+}
+
 #[test]
 fn TestPersistPartitionUnreliableLinearizable4B() {
     let mut c = cfg(7, true, true, true);
@@ -241,4 +269,16 @@ fn TestPersistPartitionUnreliableLinearizable4B_file() {
     let mut c = on(cfg(7, true, true, true), StorageKind::File);
     c.randomkeys = true;
     generic("TestPersistPartitionUnreliableLinearizable4B_file", 15, c);
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestPersistPartitionUnreliableLinearizable4B_rocksdb() {
+    let mut c = on(cfg(7, true, true, true), StorageKind::Rocksdb);
+    c.randomkeys = true;
+    generic(
+        "TestPersistPartitionUnreliableLinearizable4B_rocksdb",
+        15,
+        c,
+    );
 }

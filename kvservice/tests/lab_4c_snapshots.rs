@@ -9,7 +9,7 @@
 //! layer's TestSnapshot4C is in `lab_4a_rsm.rs`.)
 //!
 //! The snapshot-and-crash scenarios also run on the file backend (`_file`) and, with
-//! the `rocksdb` feature, TestSnapshotRecover4C on RocksDB (`_rocksdb`).
+//! the `rocksdb` feature, on RocksDB (`_rocksdb`).
 //!
 //! Replay a failure with the seed it prints (best effort: threads are real):
 //! `RAFTKV_KVLAB_SEED=<n> cargo test -p raftkv-kvservice --test lab_4c_snapshots <name>`.
@@ -106,6 +106,12 @@ fn TestSnapshotRPC4C_file() {
     snapshot_rpc("TestSnapshotRPC4C_file", StorageKind::File);
 }
 
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestSnapshotRPC4C_rocksdb() {
+    snapshot_rpc("TestSnapshotRPC4C_rocksdb", StorageKind::Rocksdb);
+}
+
 fn snapshot_size(name: &'static str, storage: StorageKind) {
     let lab = Lab::start(FILE, name, on(cfg(3, false, false, false), storage));
     let mut ck = lab.clerk();
@@ -141,6 +147,12 @@ fn TestSnapshotSize4C() {
 #[test]
 fn TestSnapshotSize4C_file() {
     snapshot_size("TestSnapshotSize4C_file", StorageKind::File);
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestSnapshotSize4C_rocksdb() {
+    snapshot_size("TestSnapshotSize4C_rocksdb", StorageKind::Rocksdb);
 }
 
 #[test]
@@ -181,6 +193,13 @@ fn TestSnapshotRecoverManyClients4C_file() {
     generic("TestSnapshotRecoverManyClients4C_file", 20, c);
 }
 
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestSnapshotRecoverManyClients4C_rocksdb() {
+    let c = on(cfg(5, false, true, false), StorageKind::Rocksdb);
+    generic("TestSnapshotRecoverManyClients4C_rocksdb", 20, c);
+}
+
 #[test]
 fn TestSnapshotUnreliable4C() {
     generic("TestSnapshotUnreliable4C", 5, cfg(5, true, false, false));
@@ -201,6 +220,13 @@ fn TestSnapshotUnreliableRecover4C_file() {
     generic("TestSnapshotUnreliableRecover4C_file", 5, c);
 }
 
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestSnapshotUnreliableRecover4C_rocksdb() {
+    let c = on(cfg(5, true, true, false), StorageKind::Rocksdb);
+    generic("TestSnapshotUnreliableRecover4C_rocksdb", 5, c);
+}
+
 #[test]
 fn TestSnapshotUnreliableRecoverConcurrentPartition4C() {
     generic(
@@ -215,6 +241,17 @@ fn TestSnapshotUnreliableRecoverConcurrentPartition4C_file() {
     let c = on(cfg(5, true, true, true), StorageKind::File);
     generic(
         "TestSnapshotUnreliableRecoverConcurrentPartition4C_file",
+        5,
+        c,
+    );
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestSnapshotUnreliableRecoverConcurrentPartition4C_rocksdb() {
+    let c = on(cfg(5, true, true, true), StorageKind::Rocksdb);
+    generic(
+        "TestSnapshotUnreliableRecoverConcurrentPartition4C_rocksdb",
         5,
         c,
     );
@@ -237,6 +274,18 @@ fn TestSnapshotUnreliableRecoverConcurrentPartitionLinearizable4C_file() {
     c.randomkeys = true;
     generic(
         "TestSnapshotUnreliableRecoverConcurrentPartitionLinearizable4C_file",
+        15,
+        c,
+    );
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn TestSnapshotUnreliableRecoverConcurrentPartitionLinearizable4C_rocksdb() {
+    let mut c = on(cfg(7, true, true, true), StorageKind::Rocksdb);
+    c.randomkeys = true;
+    generic(
+        "TestSnapshotUnreliableRecoverConcurrentPartitionLinearizable4C_rocksdb",
         15,
         c,
     );
