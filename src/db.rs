@@ -12,7 +12,7 @@ use rand::RngCore;
 use raftkv_kvservice::cluster::{ClusterConfig, ClusterStorage, LocalCluster};
 use raftkv_kvservice::command::{Command, Op, Reply};
 use raftkv_kvservice::error::KvError;
-use raftkv_kvservice::rsm::{ReadMode, now_ms};
+use raftkv_kvservice::rsm::ReadMode;
 use raftkv_storage::{Backend, NodeId, StorageConfig, StorageError};
 
 /// How to open a [`Db`].
@@ -237,19 +237,7 @@ impl Db {
             id: rand::thread_rng().next_u64() | 1,
             next_seq: 1,
         });
-        // Reads go as seq 0: only writes are numbered (see the Clerk).
-        let seq = if op.is_write() {
-            session.next_seq += 1;
-            session.next_seq - 1
-        } else {
-            0
-        };
-        let cmd = Command {
-            client_id: session.id,
-            seq,
-            ts_ms: now_ms(),
-            op,
-        };
+        let cmd = Command::in_session(session.id, &mut session.next_seq, op);
         let result = self.call_session(&cmd);
         self.sessions.lock().push(session);
         result

@@ -8,7 +8,6 @@ use raftkv_storage::NodeId;
 
 use crate::command::{ClientId, Command, Op, Reply};
 use crate::error::KvError;
-use crate::rsm::now_ms;
 
 /// How a clerk reaches the servers. `None` means the request or its reply was lost
 /// (the server may or may not have executed it).
@@ -148,21 +147,7 @@ impl<T: ClerkTransport> Clerk<T> {
     /// whether it took more than one attempt.
     fn run(&mut self, op: Op) -> Result<(Reply, bool), ClerkError> {
         let is_write = op.is_write();
-        // Only writes take a sequence number: the dedup table tracks writes, and a
-        // session's first write must carry 1 for it to tell a new session from one
-        // that expired. Reads change nothing, so they go as seq 0.
-        let seq = if is_write {
-            self.next_seq += 1;
-            self.next_seq - 1
-        } else {
-            0
-        };
-        let cmd = Command {
-            client_id: self.client_id,
-            seq,
-            ts_ms: now_ms(),
-            op,
-        };
+        let cmd = Command::in_session(self.client_id, &mut self.next_seq, op);
         let started = Instant::now();
         let mut backoff = self.config.backoff_min;
         let mut attempts = 0u64;

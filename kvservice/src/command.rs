@@ -24,6 +24,27 @@ pub struct Command {
     pub op: Op,
 }
 
+impl Command {
+    /// The command for `op` in session `client_id`, stamped now. Writes take the
+    /// session's next sequence number (advancing `next_seq`): a session's first write
+    /// carries 1, which is how the dedup table tells a new session from an expired one.
+    /// Reads change nothing and go as seq 0.
+    pub fn in_session(client_id: ClientId, next_seq: &mut u64, op: Op) -> Command {
+        let seq = if op.is_write() {
+            *next_seq += 1;
+            *next_seq - 1
+        } else {
+            0
+        };
+        Command {
+            client_id,
+            seq,
+            ts_ms: crate::rsm::now_ms(),
+            op,
+        }
+    }
+}
+
 /// A KV operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
