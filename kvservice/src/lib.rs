@@ -8,6 +8,7 @@ pub mod command;
 pub mod error;
 pub mod linearizability;
 pub mod replica;
+pub mod resp;
 pub mod rsm;
 pub mod sessions;
 pub mod state_machine;

@@ -14,6 +14,7 @@
 //! reuse [`wire`] for message bytes and [`chunk`] for snapshot streams.
 
 pub mod chunk;
+pub mod frame;
 mod inprocess;
 pub mod wire;
 
