@@ -187,7 +187,10 @@ impl RaftCore {
             Role::Leader => self.tick_leader(),
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 self.election_elapsed = self.election_elapsed.saturating_add(1);
-                if self.election_elapsed >= self.randomized_election_timeout {
+                // A sole voter has no one to wait for: it campaigns on its first tick
+                // (and wins at once), so a single-node store serves right after recovery.
+                let sole_voter = self.voters == [self.id];
+                if sole_voter || self.election_elapsed >= self.randomized_election_timeout {
                     self.campaign_on_timeout();
                 }
             }

@@ -35,8 +35,7 @@ pub fn chunk_pipe(
             rx,
             current: Vec::new(),
             pos: 0,
-            received: 0,
-            expected: payload_len,
+            tally: StreamTally::new(payload_len),
             finished: false,
             idle_timeout,
         },
@@ -75,14 +74,82 @@ impl ChunkSender {
     }
 }
 
+/// Counts a snapshot stream's payload bytes against the length its sender announced,
+/// with the errors every stream reader gives: more than announced, an end mark before
+/// all of it, or a stream cut off.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamTally {
+    received: u64,
+    expected: u64,
+}
+
+impl StreamTally {
+    /// A stream announced as `expected` bytes.
+    pub(crate) fn new(expected: u64) -> Self {
+        Self {
+            received: 0,
+            expected,
+        }
+    }
+
+    /// The announced length.
+    pub(crate) fn expected(&self) -> u64 {
+        self.expected
+    }
+
+    /// Bytes received so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Counts a chunk of `len` bytes; an error if the stream now exceeds its length.
+    pub(crate) fn data(&mut self, len: usize) -> io::Result<()> {
+        self.received += len as u64;
+        if self.received > self.expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "snapshot stream carries more than the announced {} bytes",
+                    self.expected
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sender's end mark: an error unless every announced byte arrived.
+    pub(crate) fn end(&self) -> io::Result<()> {
+        if self.received != self.expected {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "snapshot stream ended after {} of {} bytes",
+                    self.received, self.expected
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The error for a stream whose sender went away without an end mark.
+    pub(crate) fn cut_off(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "snapshot stream cut off after {} of {} bytes",
+                self.received, self.expected
+            ),
+        )
+    }
+}
+
 /// The receiving end of a chunk pipe: a `Read` over the payload.
 #[derive(Debug)]
 pub struct ChunkReader {
     rx: Receiver<Frame>,
     current: Vec<u8>,
     pos: usize,
-    received: u64,
-    expected: u64,
+    tally: StreamTally,
     finished: bool,
     idle_timeout: Duration,
 }
@@ -90,7 +157,7 @@ pub struct ChunkReader {
 impl ChunkReader {
     /// The payload length the sender announced.
     pub fn payload_len(&self) -> u64 {
-        self.expected
+        self.tally.expected()
     }
 }
 
@@ -108,29 +175,12 @@ impl Read for ChunkReader {
             }
             match self.rx.recv_timeout(self.idle_timeout) {
                 Ok(Frame::Data(chunk)) => {
-                    self.received += chunk.len() as u64;
-                    if self.received > self.expected {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "snapshot stream carries more than the announced {} bytes",
-                                self.expected
-                            ),
-                        ));
-                    }
+                    self.tally.data(chunk.len())?;
                     self.current = chunk;
                     self.pos = 0;
                 }
                 Ok(Frame::End) => {
-                    if self.received != self.expected {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!(
-                                "snapshot stream ended after {} of {} bytes",
-                                self.received, self.expected
-                            ),
-                        ));
-                    }
+                    self.tally.end()?;
                     self.finished = true;
                     self.current = Vec::new();
                     return Ok(0);
@@ -146,18 +196,14 @@ impl Read for ChunkReader {
                         io::ErrorKind::TimedOut,
                         format!(
                             "no snapshot chunk for {:?} after {} of {} bytes",
-                            self.idle_timeout, self.received, self.expected
+                            self.idle_timeout,
+                            self.tally.received(),
+                            self.tally.expected()
                         ),
                     ));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "snapshot stream cut off after {} of {} bytes",
-                            self.received, self.expected
-                        ),
-                    ));
+                    return Err(self.tally.cut_off());
                 }
             }
         }

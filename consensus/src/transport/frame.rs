@@ -1,7 +1,11 @@
 //! Length-prefixed, checksummed frames for Raft traffic over a byte stream (TCP).
 //!
 //! This module is pure: no IO, no threads. A transport writes the bytes produced by
-//! [`encode_frame`] (or [`encode_message_frame`], [`encode_hello_frame`]) to its socket,
+//! [`encode_frame`] (or one of the typed helpers: [`encode_message_frame`],
+//! [`encode_hello_frame`], the snapshot stream frames [`encode_snapshot_begin_frame`],
+//! [`encode_snapshot_chunk_frame`], [`encode_snapshot_end_frame`],
+//! [`encode_snapshot_ack_frame`], and the application frames [`encode_request_frame`],
+//! [`encode_response_frame`]) to its socket,
 //! appends whatever it reads to a buffer and calls [`FrameDecoder::decode`] (on a
 //! [`BytesMut`]) or [`FrameDecoder::decode_slice`] (on a `&[u8]`) until it returns
 //! `Ok(None)`, meaning "need more bytes".
@@ -27,7 +31,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use raftkv_storage::NodeId;
+use raftkv_storage::{NodeId, SnapshotMeta};
 
 use crate::Message;
 use crate::transport::wire;
@@ -38,7 +42,8 @@ use crate::transport::wire;
 //      0     4  len       u32 payload length (header excluded); 12 + len <= max_frame_bytes
 //      4     1  version   FRAME_VERSION (1)
 //      5     1  kind      1 = Message, 2 = SnapshotBegin, 3 = SnapshotChunk,
-//                         4 = SnapshotEnd, 5 = Hello; 0 and 6..=255 reserved
+//                         4 = SnapshotEnd, 5 = Hello, 6 = SnapshotAck, 7 = Request,
+//                         8 = Response; 0 and 9..=255 reserved
 //      6     2  flags     u16, must be 0 (reserved)
 //      8     4  crc       crc32 (crc32fast) over bytes [0, 8) then the payload
 //     12   len  payload
@@ -83,31 +88,117 @@ const HELLO_NODE_OFFSET: usize = HELLO_CLUSTER_OFFSET + size_of::<u64>();
 pub const HELLO_PAYLOAD_BYTES: usize = HELLO_NODE_OFFSET + size_of::<u64>();
 const _: () = assert!(HELLO_PAYLOAD_BYTES == 20);
 
-/// What a frame carries. Values 0 and 6..=255 are reserved and rejected by the decoder.
+// SnapshotBegin payload layout (all integers little-endian):
+//
+// offset  size  field
+//      0     8  from         u64, the sending leader's NodeId
+//      8     8  term         u64, the leader's term when it decided to send
+//     16     8  index        u64, the snapshot's last included index
+//     24     8  snap_term    u64, the term of the entry at `index`
+//     32     8  payload_len  u64, the payload bytes the chunks will carry in total
+
+const BEGIN_FROM_OFFSET: usize = 0;
+const BEGIN_TERM_OFFSET: usize = BEGIN_FROM_OFFSET + size_of::<u64>();
+const BEGIN_INDEX_OFFSET: usize = BEGIN_TERM_OFFSET + size_of::<u64>();
+const BEGIN_SNAP_TERM_OFFSET: usize = BEGIN_INDEX_OFFSET + size_of::<u64>();
+const BEGIN_LEN_OFFSET: usize = BEGIN_SNAP_TERM_OFFSET + size_of::<u64>();
+/// Size of a [`FrameKind::SnapshotBegin`] payload.
+pub const SNAPSHOT_BEGIN_PAYLOAD_BYTES: usize = BEGIN_LEN_OFFSET + size_of::<u64>();
+const _: () = assert!(SNAPSHOT_BEGIN_PAYLOAD_BYTES == 40);
+
+// SnapshotEnd payload layout:
+//
+// offset  size  field
+//      0     1  status  0 = complete, 1 = aborted by the sender; 2..=255 invalid
+//      1     8  sent    u64, payload bytes carried by the stream's chunks
+//      9     *  reason  UTF-8, why the sender aborted; empty when complete
+
+const END_STATUS_OFFSET: usize = 0;
+const END_SENT_OFFSET: usize = END_STATUS_OFFSET + size_of::<u8>();
+const END_REASON_OFFSET: usize = END_SENT_OFFSET + size_of::<u64>();
+const _: () = assert!(END_REASON_OFFSET == 9);
+const END_COMPLETE: u8 = 0;
+const END_ABORTED: u8 = 1;
+
+// SnapshotAck payload layout:
+//
+// offset  size  field
+//      0     1  outcome  0 = installed, 1 = rejected, 2 = receiver not running,
+//                        3 = failed; 4..=255 invalid
+//      1     *  detail   UTF-8; empty unless the outcome is 3 (failed)
+
+const ACK_OUTCOME_OFFSET: usize = 0;
+const ACK_DETAIL_OFFSET: usize = ACK_OUTCOME_OFFSET + size_of::<u8>();
+const ACK_INSTALLED: u8 = 0;
+const ACK_REJECTED: u8 = 1;
+const ACK_NOT_RUNNING: u8 = 2;
+const ACK_FAILED: u8 = 3;
+
+// Request payload layout:
+//
+// offset  size  field
+//      0     8  request_id  u64, chosen by the caller, echoed by the Response
+//      8     *  body        opaque application bytes
+
+const REQUEST_ID_OFFSET: usize = 0;
+const REQUEST_BODY_OFFSET: usize = REQUEST_ID_OFFSET + size_of::<u64>();
+/// Bytes of a [`FrameKind::Request`] payload before the body.
+pub const REQUEST_HEADER_BYTES: usize = REQUEST_BODY_OFFSET;
+const _: () = assert!(REQUEST_HEADER_BYTES == 8);
+
+// Response payload layout:
+//
+// offset  size  field
+//      0     8  request_id  u64, the id of the Request answered
+//      8     1  status      0 = ok, 1 = error; 2..=255 invalid
+//      9     *  body        ok: opaque reply bytes; error: UTF-8 message
+
+const RESPONSE_ID_OFFSET: usize = 0;
+const RESPONSE_STATUS_OFFSET: usize = RESPONSE_ID_OFFSET + size_of::<u64>();
+const RESPONSE_BODY_OFFSET: usize = RESPONSE_STATUS_OFFSET + size_of::<u8>();
+/// Bytes of a [`FrameKind::Response`] payload before the body.
+pub const RESPONSE_HEADER_BYTES: usize = RESPONSE_BODY_OFFSET;
+const _: () = assert!(RESPONSE_HEADER_BYTES == 9);
+const RESPONSE_OK: u8 = 0;
+const RESPONSE_ERROR: u8 = 1;
+
+/// Longest reason, detail or error message the encoders write (longer ones are cut at
+/// a character boundary), so that a status frame always fits any sane frame limit.
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// What a frame carries. Values 0 and 9..=255 are reserved and rejected by the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameKind {
     /// One Raft [`Message`], encoded by [`wire::encode_message`].
     Message = 1,
-    /// Opens a snapshot stream. The payload layout belongs to the snapshot stream layer;
-    /// this module checks only length and crc.
+    /// Opens a snapshot stream, see [`SnapshotBegin`].
     SnapshotBegin = 2,
-    /// One chunk of snapshot payload bytes (opaque here).
+    /// One chunk of snapshot payload bytes (the whole frame payload).
     SnapshotChunk = 3,
-    /// Closes a snapshot stream (payload opaque here).
+    /// Closes a snapshot stream, see [`SnapshotEnd`].
     SnapshotEnd = 4,
     /// The first frame on a connection: magic, cluster id and node id, see [`Hello`].
     Hello = 5,
+    /// The receiver's outcome of a snapshot stream, see [`SnapshotAck`].
+    SnapshotAck = 6,
+    /// An application request, see [`Request`].
+    Request = 7,
+    /// The reply to an application request, see [`Response`].
+    Response = 8,
 }
 
 impl FrameKind {
     /// Every kind this version defines.
-    pub const ALL: [FrameKind; 5] = [
+    pub const ALL: [FrameKind; 8] = [
         FrameKind::Message,
         FrameKind::SnapshotBegin,
         FrameKind::SnapshotChunk,
         FrameKind::SnapshotEnd,
         FrameKind::Hello,
+        FrameKind::SnapshotAck,
+        FrameKind::Request,
+        FrameKind::Response,
     ];
 
     /// The kind with wire value `value`, or `None` for a reserved value.
@@ -118,6 +209,9 @@ impl FrameKind {
             3 => Some(FrameKind::SnapshotChunk),
             4 => Some(FrameKind::SnapshotEnd),
             5 => Some(FrameKind::Hello),
+            6 => Some(FrameKind::SnapshotAck),
+            7 => Some(FrameKind::Request),
+            8 => Some(FrameKind::Response),
             _ => None,
         }
     }
@@ -146,6 +240,70 @@ pub struct Hello {
     pub cluster_id: u64,
     /// The sending node.
     pub node_id: NodeId,
+}
+
+/// The payload of a [`FrameKind::SnapshotBegin`] frame: what the stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotBegin {
+    /// The sending leader.
+    pub from: NodeId,
+    /// The leader's term when it decided to send.
+    pub term: u64,
+    /// The snapshot's index and term.
+    pub meta: SnapshotMeta,
+    /// Payload bytes the stream's chunks carry in total.
+    pub payload_len: u64,
+}
+
+/// The payload of a [`FrameKind::SnapshotEnd`] frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotEnd {
+    /// Every chunk was sent.
+    Complete {
+        /// Payload bytes the chunks carried.
+        sent: u64,
+    },
+    /// The sender gave up (its source failed); the receiver discards the stream.
+    Aborted {
+        /// Payload bytes sent before the abort.
+        sent: u64,
+        /// Why (at most [`MAX_REASON_BYTES`]).
+        reason: String,
+    },
+}
+
+/// The payload of a [`FrameKind::SnapshotAck`] frame: the receiver's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotAck {
+    /// The snapshot is durable and installed.
+    Installed,
+    /// The receiving core declined the offer.
+    Rejected,
+    /// The receiving node is not running (or not yet attached to its transport).
+    NotRunning,
+    /// Anything else went wrong.
+    Failed {
+        /// What (at most [`MAX_REASON_BYTES`]).
+        detail: String,
+    },
+}
+
+/// The payload of a [`FrameKind::Request`] frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Chosen by the caller, echoed by the [`Response`].
+    pub id: u64,
+    /// Opaque application bytes.
+    pub body: Bytes,
+}
+
+/// The payload of a [`FrameKind::Response`] frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The id of the [`Request`] answered.
+    pub id: u64,
+    /// The reply bytes, or an error message (at most [`MAX_REASON_BYTES`]).
+    pub result: Result<Bytes, String>,
 }
 
 /// Why a frame could not be encoded or decoded. Offsets are stream byte offsets.
@@ -268,9 +426,20 @@ fn frame_crc(header: &[u8], payload: &[u8]) -> u32 {
 /// [`max_frame_bytes`](FrameDecoder::max_frame_bytes) is the caller's job; use
 /// [`encode_frame_limited`] to check it here.
 pub fn encode_frame(kind: FrameKind, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::EncodeTooLarge {
+    encode_frame_parts(kind, &[payload], out)
+}
+
+/// Appends one frame whose payload is the concatenation of `parts` (no intermediate
+/// copy).
+fn encode_frame_parts(
+    kind: FrameKind,
+    parts: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(total).map_err(|_| FrameError::EncodeTooLarge {
         kind,
-        frame_bytes: (payload.len() as u64).saturating_add(FRAME_HEADER_BYTES as u64),
+        frame_bytes: (total as u64).saturating_add(FRAME_HEADER_BYTES as u64),
         limit: u64::from(u32::MAX),
     })?;
     let mut header = [0u8; FRAME_HEADER_BYTES];
@@ -278,12 +447,37 @@ pub fn encode_frame(kind: FrameKind, payload: &[u8], out: &mut Vec<u8>) -> Resul
     header[VERSION_OFFSET] = FRAME_VERSION;
     header[KIND_OFFSET] = kind.as_u8();
     header[FLAGS_OFFSET..CRC_OFFSET].copy_from_slice(&0u16.to_le_bytes());
-    let crc = frame_crc(&header, payload);
-    header[CRC_OFFSET..FRAME_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
-    out.reserve(FRAME_HEADER_BYTES + payload.len());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[..CRC_OFFSET]);
+    for part in parts {
+        hasher.update(part);
+    }
+    header[CRC_OFFSET..FRAME_HEADER_BYTES].copy_from_slice(&hasher.finalize().to_le_bytes());
+    out.reserve(FRAME_HEADER_BYTES + total);
     out.extend_from_slice(&header);
-    out.extend_from_slice(payload);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
     Ok(())
+}
+
+/// Like [`encode_frame_parts`], refusing a frame over `max_frame_bytes`.
+fn encode_frame_parts_limited(
+    kind: FrameKind,
+    parts: &[&[u8]],
+    max_frame_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    let frame_bytes = total.saturating_add(FRAME_HEADER_BYTES as u64);
+    if frame_bytes > max_frame_bytes as u64 {
+        return Err(FrameError::EncodeTooLarge {
+            kind,
+            frame_bytes,
+            limit: max_frame_bytes as u64,
+        });
+    }
+    encode_frame_parts(kind, parts, out)
 }
 
 /// Like [`encode_frame`], but also refuses a frame (header included) over
@@ -294,15 +488,7 @@ pub fn encode_frame_limited(
     max_frame_bytes: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), FrameError> {
-    let frame_bytes = (payload.len() as u64).saturating_add(FRAME_HEADER_BYTES as u64);
-    if frame_bytes > max_frame_bytes as u64 {
-        return Err(FrameError::EncodeTooLarge {
-            kind,
-            frame_bytes,
-            limit: max_frame_bytes as u64,
-        });
-    }
-    encode_frame(kind, payload, out)
+    encode_frame_parts_limited(kind, &[payload], max_frame_bytes, out)
 }
 
 /// Appends a [`FrameKind::Message`] frame carrying `msg` (encoded by
@@ -371,6 +557,280 @@ pub fn decode_hello_frame(frame: &Frame) -> Result<Hello, FrameError> {
     })
 }
 
+/// Appends a [`FrameKind::SnapshotBegin`] frame to `out`.
+pub fn encode_snapshot_begin_frame(
+    begin: &SnapshotBegin,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let mut p = [0u8; SNAPSHOT_BEGIN_PAYLOAD_BYTES];
+    p[BEGIN_FROM_OFFSET..BEGIN_TERM_OFFSET].copy_from_slice(&begin.from.to_le_bytes());
+    p[BEGIN_TERM_OFFSET..BEGIN_INDEX_OFFSET].copy_from_slice(&begin.term.to_le_bytes());
+    p[BEGIN_INDEX_OFFSET..BEGIN_SNAP_TERM_OFFSET].copy_from_slice(&begin.meta.index.to_le_bytes());
+    p[BEGIN_SNAP_TERM_OFFSET..BEGIN_LEN_OFFSET].copy_from_slice(&begin.meta.term.to_le_bytes());
+    p[BEGIN_LEN_OFFSET..SNAPSHOT_BEGIN_PAYLOAD_BYTES]
+        .copy_from_slice(&begin.payload_len.to_le_bytes());
+    encode_frame(FrameKind::SnapshotBegin, &p, out)
+}
+
+/// Decodes the [`SnapshotBegin`] in a [`FrameKind::SnapshotBegin`] frame: exactly
+/// [`SNAPSHOT_BEGIN_PAYLOAD_BYTES`] bytes.
+pub fn decode_snapshot_begin_frame(frame: &Frame) -> Result<SnapshotBegin, FrameError> {
+    expect_kind(frame, FrameKind::SnapshotBegin)?;
+    let p = exact_payload::<SNAPSHOT_BEGIN_PAYLOAD_BYTES>(frame)?;
+    Ok(SnapshotBegin {
+        from: read_u64(p, BEGIN_FROM_OFFSET),
+        term: read_u64(p, BEGIN_TERM_OFFSET),
+        meta: SnapshotMeta {
+            index: read_u64(p, BEGIN_INDEX_OFFSET),
+            term: read_u64(p, BEGIN_SNAP_TERM_OFFSET),
+        },
+        payload_len: read_u64(p, BEGIN_LEN_OFFSET),
+    })
+}
+
+/// Appends a [`FrameKind::SnapshotChunk`] frame carrying `chunk`, refusing a frame over
+/// `max_frame_bytes`.
+pub fn encode_snapshot_chunk_frame(
+    chunk: &[u8],
+    max_frame_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    encode_frame_limited(FrameKind::SnapshotChunk, chunk, max_frame_bytes, out)
+}
+
+/// The payload bytes of a [`FrameKind::SnapshotChunk`] frame (shared, not copied).
+pub fn decode_snapshot_chunk_frame(frame: &Frame) -> Result<Bytes, FrameError> {
+    expect_kind(frame, FrameKind::SnapshotChunk)?;
+    Ok(frame.payload.clone())
+}
+
+/// Appends a [`FrameKind::SnapshotEnd`] frame to `out` (an abort reason is cut to
+/// [`MAX_REASON_BYTES`]).
+pub fn encode_snapshot_end_frame(end: &SnapshotEnd, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let (status, sent, reason) = match end {
+        SnapshotEnd::Complete { sent } => (END_COMPLETE, *sent, ""),
+        SnapshotEnd::Aborted { sent, reason } => (END_ABORTED, *sent, truncate_utf8(reason)),
+    };
+    encode_frame_parts(
+        FrameKind::SnapshotEnd,
+        &[&[status], &sent.to_le_bytes(), reason.as_bytes()],
+        out,
+    )
+}
+
+/// Decodes the [`SnapshotEnd`] in a [`FrameKind::SnapshotEnd`] frame.
+pub fn decode_snapshot_end_frame(frame: &Frame) -> Result<SnapshotEnd, FrameError> {
+    expect_kind(frame, FrameKind::SnapshotEnd)?;
+    let p: &[u8] = &frame.payload;
+    if p.len() < END_REASON_OFFSET {
+        return Err(bad_payload(
+            frame,
+            format!(
+                "payload is {} bytes, expected at least {END_REASON_OFFSET}",
+                p.len()
+            ),
+        ));
+    }
+    let sent = read_u64(p, END_SENT_OFFSET);
+    let reason = utf8_at(frame, END_REASON_OFFSET)?;
+    match p[END_STATUS_OFFSET] {
+        END_COMPLETE if reason.is_empty() => Ok(SnapshotEnd::Complete { sent }),
+        END_COMPLETE => Err(bad_payload(
+            frame,
+            format!(
+                "a complete stream carries a {}-byte reason at payload byte {END_REASON_OFFSET}",
+                reason.len()
+            ),
+        )),
+        END_ABORTED => Ok(SnapshotEnd::Aborted { sent, reason }),
+        other => Err(bad_payload(
+            frame,
+            format!("unknown status {other} at payload byte {END_STATUS_OFFSET}"),
+        )),
+    }
+}
+
+/// Appends a [`FrameKind::SnapshotAck`] frame to `out` (a detail is cut to
+/// [`MAX_REASON_BYTES`]).
+pub fn encode_snapshot_ack_frame(ack: &SnapshotAck, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let (outcome, detail) = match ack {
+        SnapshotAck::Installed => (ACK_INSTALLED, ""),
+        SnapshotAck::Rejected => (ACK_REJECTED, ""),
+        SnapshotAck::NotRunning => (ACK_NOT_RUNNING, ""),
+        SnapshotAck::Failed { detail } => (ACK_FAILED, truncate_utf8(detail)),
+    };
+    encode_frame_parts(
+        FrameKind::SnapshotAck,
+        &[&[outcome], detail.as_bytes()],
+        out,
+    )
+}
+
+/// Decodes the [`SnapshotAck`] in a [`FrameKind::SnapshotAck`] frame.
+pub fn decode_snapshot_ack_frame(frame: &Frame) -> Result<SnapshotAck, FrameError> {
+    expect_kind(frame, FrameKind::SnapshotAck)?;
+    let Some(&outcome) = frame.payload.get(ACK_OUTCOME_OFFSET) else {
+        return Err(bad_payload(
+            frame,
+            "payload is empty, expected an outcome byte".to_owned(),
+        ));
+    };
+    let detail = utf8_at(frame, ACK_DETAIL_OFFSET)?;
+    let no_detail = |ack: SnapshotAck| {
+        if detail.is_empty() {
+            Ok(ack)
+        } else {
+            Err(bad_payload(
+                frame,
+                format!(
+                    "outcome {outcome} carries a {}-byte detail at payload byte {ACK_DETAIL_OFFSET}",
+                    detail.len()
+                ),
+            ))
+        }
+    };
+    match outcome {
+        ACK_INSTALLED => no_detail(SnapshotAck::Installed),
+        ACK_REJECTED => no_detail(SnapshotAck::Rejected),
+        ACK_NOT_RUNNING => no_detail(SnapshotAck::NotRunning),
+        ACK_FAILED => Ok(SnapshotAck::Failed { detail }),
+        other => Err(bad_payload(
+            frame,
+            format!("unknown outcome {other} at payload byte {ACK_OUTCOME_OFFSET}"),
+        )),
+    }
+}
+
+/// Appends a [`FrameKind::Request`] frame to `out`, refusing a frame over
+/// `max_frame_bytes`.
+pub fn encode_request_frame(
+    request: &Request,
+    max_frame_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    encode_frame_parts_limited(
+        FrameKind::Request,
+        &[&request.id.to_le_bytes(), &request.body],
+        max_frame_bytes,
+        out,
+    )
+}
+
+/// Decodes the [`Request`] in a [`FrameKind::Request`] frame (the body shares the
+/// frame's bytes).
+pub fn decode_request_frame(frame: &Frame) -> Result<Request, FrameError> {
+    expect_kind(frame, FrameKind::Request)?;
+    if frame.payload.len() < REQUEST_HEADER_BYTES {
+        return Err(bad_payload(
+            frame,
+            format!(
+                "payload is {} bytes, expected at least {REQUEST_HEADER_BYTES}",
+                frame.payload.len()
+            ),
+        ));
+    }
+    Ok(Request {
+        id: read_u64(&frame.payload, REQUEST_ID_OFFSET),
+        body: frame.payload.slice(REQUEST_BODY_OFFSET..),
+    })
+}
+
+/// Appends a [`FrameKind::Response`] frame to `out`, refusing a frame over
+/// `max_frame_bytes` (an error message is cut to [`MAX_REASON_BYTES`]).
+pub fn encode_response_frame(
+    response: &Response,
+    max_frame_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let (status, body): (u8, &[u8]) = match &response.result {
+        Ok(body) => (RESPONSE_OK, body),
+        Err(message) => (RESPONSE_ERROR, truncate_utf8(message).as_bytes()),
+    };
+    encode_frame_parts_limited(
+        FrameKind::Response,
+        &[&response.id.to_le_bytes(), &[status], body],
+        max_frame_bytes,
+        out,
+    )
+}
+
+/// Decodes the [`Response`] in a [`FrameKind::Response`] frame (an ok body shares the
+/// frame's bytes).
+pub fn decode_response_frame(frame: &Frame) -> Result<Response, FrameError> {
+    expect_kind(frame, FrameKind::Response)?;
+    let p: &[u8] = &frame.payload;
+    if p.len() < RESPONSE_HEADER_BYTES {
+        return Err(bad_payload(
+            frame,
+            format!(
+                "payload is {} bytes, expected at least {RESPONSE_HEADER_BYTES}",
+                p.len()
+            ),
+        ));
+    }
+    let id = read_u64(p, RESPONSE_ID_OFFSET);
+    let result = match p[RESPONSE_STATUS_OFFSET] {
+        RESPONSE_OK => Ok(frame.payload.slice(RESPONSE_BODY_OFFSET..)),
+        RESPONSE_ERROR => Err(utf8_at(frame, RESPONSE_BODY_OFFSET)?),
+        other => {
+            return Err(bad_payload(
+                frame,
+                format!("unknown status {other} at payload byte {RESPONSE_STATUS_OFFSET}"),
+            ));
+        }
+    };
+    Ok(Response { id, result })
+}
+
+fn bad_payload(frame: &Frame, detail: String) -> FrameError {
+    FrameError::BadPayload {
+        kind: frame.kind,
+        offset: frame.offset,
+        detail,
+    }
+}
+
+/// The payload as an array of exactly `N` bytes.
+fn exact_payload<const N: usize>(frame: &Frame) -> Result<&[u8; N], FrameError> {
+    let p: &[u8] = &frame.payload;
+    p.try_into()
+        .map_err(|_| bad_payload(frame, format!("payload is {} bytes, expected {N}", p.len())))
+}
+
+/// The u64 LE at `offset` of `p`, which the caller has checked is long enough.
+fn read_u64(p: &[u8], offset: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&p[offset..offset + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// The payload from `offset` on as UTF-8 (the caller checked `offset <= len`).
+fn utf8_at(frame: &Frame, offset: usize) -> Result<String, FrameError> {
+    let bytes = frame.payload.get(offset..).unwrap_or_default();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_owned()),
+        Err(e) => Err(bad_payload(
+            frame,
+            format!(
+                "text at payload byte {} is not UTF-8",
+                offset + e.valid_up_to()
+            ),
+        )),
+    }
+}
+
+/// `s` cut to at most [`MAX_REASON_BYTES`] bytes at a character boundary.
+fn truncate_utf8(s: &str) -> &str {
+    if s.len() <= MAX_REASON_BYTES {
+        return s;
+    }
+    let mut end = MAX_REASON_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn expect_kind(frame: &Frame, expected: FrameKind) -> Result<(), FrameError> {
     if frame.kind != expected {
         return Err(FrameError::WrongKind {
@@ -420,6 +880,12 @@ impl FrameDecoder {
     /// The largest frame, header included, this decoder accepts.
     pub fn max_frame_bytes(&self) -> usize {
         self.max_frame_bytes
+    }
+
+    /// Changes the limit for the frames still to come (for example a small one until a
+    /// handshake is done, then the connection's own). Offsets keep counting.
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.max_frame_bytes = max_frame_bytes;
     }
 
     /// Stream offset of the first byte not yet consumed.
@@ -858,13 +1324,44 @@ mod tests {
     }
 
     #[test]
+    fn the_limit_can_change_between_frames() {
+        let mut stream = Vec::new();
+        encode_hello_frame(
+            &Hello {
+                cluster_id: 1,
+                node_id: 2,
+            },
+            &mut stream,
+        )
+        .expect("hello");
+        let first = stream.len();
+        encode_frame(FrameKind::SnapshotChunk, &[9u8; 500], &mut stream).expect("chunk");
+        // A handshake-sized limit refuses the big frame, naming its offset.
+        let mut small = FrameDecoder::new(64);
+        let (_, used) = small.decode_slice(&stream).expect("hello").expect("frame");
+        assert!(matches!(
+            small.decode_slice(&stream[used..]),
+            Err(FrameError::TooLarge { offset, limit: 64, .. }) if offset == first as u64
+        ));
+        // Raised after the handshake, the same stream decodes.
+        let mut dec = FrameDecoder::new(64);
+        let (_, used) = dec.decode_slice(&stream).expect("hello").expect("frame");
+        dec.set_max_frame_bytes(DEFAULT_MAX_FRAME_BYTES);
+        let (f, _) = dec
+            .decode_slice(&stream[used..])
+            .expect("chunk")
+            .expect("frame");
+        assert_eq!((f.kind, f.offset), (FrameKind::SnapshotChunk, first as u64));
+    }
+
+    #[test]
     fn wrong_version_kind_and_flags_are_rejected_at_their_offsets() {
         let prefix = frame_bytes(FrameKind::Message, b"xyz"); // 15 bytes
         let cases: [(usize, u8, &str); 5] = [
             (4, 0, "version 0"),
             (4, 2, "version 2"),
             (5, 0, "kind 0"),
-            (5, 6, "kind 6"),
+            (5, 9, "kind 9"),
             (7, 0x80, "flags"),
         ];
         for (index, value, what) in cases {
@@ -885,6 +1382,322 @@ mod tests {
         }
     }
 
+    /// Runs every payload decoder on `frame` (they must not panic, whatever it holds).
+    fn decode_every_payload(frame: &Frame) {
+        let _ = decode_message_frame(frame);
+        let _ = decode_hello_frame(frame);
+        let _ = decode_snapshot_begin_frame(frame);
+        let _ = decode_snapshot_chunk_frame(frame);
+        let _ = decode_snapshot_end_frame(frame);
+        let _ = decode_snapshot_ack_frame(frame);
+        let _ = decode_request_frame(frame);
+        let _ = decode_response_frame(frame);
+    }
+
+    /// A frame of `kind` carrying `payload`, as the decoder hands it out.
+    fn frame_of(kind: FrameKind, payload: &[u8]) -> Frame {
+        Frame {
+            kind,
+            payload: Bytes::copy_from_slice(payload),
+            offset: 100,
+        }
+    }
+
+    fn decode_one(bytes: &[u8]) -> Frame {
+        let frames = decode_split(bytes, &[], DEFAULT_MAX_FRAME_BYTES).expect("decode");
+        assert_eq!(frames.len(), 1);
+        frames.into_iter().next().expect("one frame")
+    }
+
+    fn sample_begin() -> SnapshotBegin {
+        SnapshotBegin {
+            from: 3,
+            term: 9,
+            meta: SnapshotMeta {
+                index: 1 << 40,
+                term: 8,
+            },
+            payload_len: 7 << 20,
+        }
+    }
+
+    #[test]
+    fn snapshot_stream_payloads_round_trip_and_are_pinned() {
+        let begin = sample_begin();
+        let mut out = Vec::new();
+        encode_snapshot_begin_frame(&begin, &mut out).expect("begin");
+        assert_eq!(out.len(), FRAME_HEADER_BYTES + 40);
+        assert_eq!(out[5], 2);
+        assert_eq!(&out[12..20], &3u64.to_le_bytes());
+        assert_eq!(&out[20..28], &9u64.to_le_bytes());
+        assert_eq!(&out[28..36], &(1u64 << 40).to_le_bytes());
+        assert_eq!(&out[36..44], &8u64.to_le_bytes());
+        assert_eq!(&out[44..52], &(7u64 << 20).to_le_bytes());
+        assert_eq!(decode_snapshot_begin_frame(&decode_one(&out)), Ok(begin));
+
+        let mut out = Vec::new();
+        encode_snapshot_chunk_frame(b"chunk bytes", DEFAULT_MAX_FRAME_BYTES, &mut out)
+            .expect("chunk");
+        assert_eq!(out[5], 3);
+        assert_eq!(
+            decode_snapshot_chunk_frame(&decode_one(&out)).as_deref(),
+            Ok(&b"chunk bytes"[..])
+        );
+        assert!(encode_snapshot_chunk_frame(&[0u8; 100], 100, &mut Vec::new()).is_err());
+
+        for end in [
+            SnapshotEnd::Complete { sent: 12345 },
+            SnapshotEnd::Aborted {
+                sent: 7,
+                reason: "disk on fire: \u{1F525}".to_owned(),
+            },
+        ] {
+            let mut out = Vec::new();
+            encode_snapshot_end_frame(&end, &mut out).expect("end");
+            assert_eq!(out[5], 4);
+            let status = u8::from(matches!(end, SnapshotEnd::Aborted { .. }));
+            assert_eq!(out[12], status);
+            assert_eq!(decode_snapshot_end_frame(&decode_one(&out)), Ok(end));
+        }
+
+        for (ack, byte) in [
+            (SnapshotAck::Installed, 0u8),
+            (SnapshotAck::Rejected, 1),
+            (SnapshotAck::NotRunning, 2),
+            (
+                SnapshotAck::Failed {
+                    detail: "no space left".to_owned(),
+                },
+                3,
+            ),
+        ] {
+            let mut out = Vec::new();
+            encode_snapshot_ack_frame(&ack, &mut out).expect("ack");
+            assert_eq!((out[5], out[12]), (6, byte));
+            assert_eq!(decode_snapshot_ack_frame(&decode_one(&out)), Ok(ack));
+        }
+    }
+
+    #[test]
+    fn request_and_response_payloads_round_trip_and_are_pinned() {
+        let request = Request {
+            id: 0x0102_0304_0506_0708,
+            body: Bytes::from_static(b"get k"),
+        };
+        let mut out = Vec::new();
+        encode_request_frame(&request, DEFAULT_MAX_FRAME_BYTES, &mut out).expect("request");
+        assert_eq!(out[5], 7);
+        assert_eq!(&out[12..20], &request.id.to_le_bytes());
+        assert_eq!(&out[20..], b"get k");
+        assert_eq!(decode_request_frame(&decode_one(&out)), Ok(request));
+
+        for response in [
+            Response {
+                id: 5,
+                result: Ok(Bytes::from_static(b"value")),
+            },
+            Response {
+                id: 6,
+                result: Ok(Bytes::new()),
+            },
+            Response {
+                id: 7,
+                result: Err("not the leader".to_owned()),
+            },
+        ] {
+            let mut out = Vec::new();
+            encode_response_frame(&response, DEFAULT_MAX_FRAME_BYTES, &mut out).expect("response");
+            assert_eq!(out[5], 8);
+            assert_eq!(&out[12..20], &response.id.to_le_bytes());
+            assert_eq!(out[20], u8::from(response.result.is_err()));
+            assert_eq!(decode_response_frame(&decode_one(&out)), Ok(response));
+        }
+
+        // Over the limit: refused, nothing written.
+        let big = Request {
+            id: 1,
+            body: Bytes::from(vec![0u8; 100]),
+        };
+        let mut out = Vec::new();
+        let err = encode_request_frame(&big, FRAME_HEADER_BYTES + 107, &mut out).expect_err("big");
+        assert!(matches!(
+            err,
+            FrameError::EncodeTooLarge {
+                kind: FrameKind::Request,
+                frame_bytes: 120,
+                limit: 119
+            }
+        ));
+        assert!(out.is_empty());
+        encode_request_frame(&big, FRAME_HEADER_BYTES + 108, &mut out).expect("fits exactly");
+    }
+
+    #[test]
+    fn long_reasons_are_cut_at_a_character_boundary() {
+        let reason = "é".repeat(MAX_REASON_BYTES); // 2 bytes each
+        let mut out = Vec::new();
+        encode_snapshot_end_frame(
+            &SnapshotEnd::Aborted {
+                sent: 0,
+                reason: reason.clone(),
+            },
+            &mut out,
+        )
+        .expect("end");
+        let SnapshotEnd::Aborted { reason: got, .. } =
+            decode_snapshot_end_frame(&decode_one(&out)).expect("decode")
+        else {
+            panic!("not aborted");
+        };
+        assert_eq!(got.len(), MAX_REASON_BYTES);
+        assert!(reason.starts_with(&got));
+        let mut out = Vec::new();
+        encode_response_frame(
+            &Response {
+                id: 1,
+                result: Err("x".repeat(MAX_REASON_BYTES + 1)),
+            },
+            DEFAULT_MAX_FRAME_BYTES,
+            &mut out,
+        )
+        .expect("response");
+        assert_eq!(
+            out.len(),
+            FRAME_HEADER_BYTES + RESPONSE_HEADER_BYTES + MAX_REASON_BYTES
+        );
+    }
+
+    #[test]
+    fn truncated_payloads_are_typed_errors() {
+        let mut full: Vec<(FrameKind, Vec<u8>)> = Vec::new();
+        let mut push = |bytes: Vec<u8>| {
+            let f = decode_one(&bytes);
+            full.push((f.kind, f.payload.to_vec()));
+        };
+        let mut b = Vec::new();
+        encode_snapshot_begin_frame(&sample_begin(), &mut b).expect("begin");
+        push(b);
+        let mut b = Vec::new();
+        encode_snapshot_end_frame(&SnapshotEnd::Complete { sent: 1 }, &mut b).expect("end");
+        push(b);
+        let mut b = Vec::new();
+        encode_snapshot_ack_frame(&SnapshotAck::Rejected, &mut b).expect("ack");
+        push(b);
+        let mut b = Vec::new();
+        encode_request_frame(
+            &Request {
+                id: 1,
+                body: Bytes::new(),
+            },
+            DEFAULT_MAX_FRAME_BYTES,
+            &mut b,
+        )
+        .expect("request");
+        push(b);
+        let mut b = Vec::new();
+        encode_response_frame(
+            &Response {
+                id: 1,
+                result: Ok(Bytes::new()),
+            },
+            DEFAULT_MAX_FRAME_BYTES,
+            &mut b,
+        )
+        .expect("response");
+        push(b);
+        for (kind, payload) in full {
+            // Every strict prefix of a minimal payload is too short.
+            for len in 0..payload.len() {
+                let frame = frame_of(kind, &payload[..len]);
+                let err = match kind {
+                    FrameKind::SnapshotBegin => decode_snapshot_begin_frame(&frame).map(|_| ()),
+                    FrameKind::SnapshotEnd => decode_snapshot_end_frame(&frame).map(|_| ()),
+                    FrameKind::SnapshotAck => decode_snapshot_ack_frame(&frame).map(|_| ()),
+                    FrameKind::Request => decode_request_frame(&frame).map(|_| ()),
+                    FrameKind::Response => decode_response_frame(&frame).map(|_| ()),
+                    other => panic!("unexpected kind {other:?}"),
+                }
+                .expect_err("truncated");
+                assert!(
+                    matches!(&err, FrameError::BadPayload { kind: k, offset: 100, .. } if *k == kind),
+                    "{kind:?} cut to {len}: {err}"
+                );
+            }
+            // One byte too many is refused where the length is fixed.
+            if kind == FrameKind::SnapshotBegin {
+                let mut long = payload.clone();
+                long.push(0);
+                assert!(decode_snapshot_begin_frame(&frame_of(kind, &long)).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_status_bytes_and_bad_text_are_typed_errors() {
+        let bad = |r: Result<(), FrameError>, what: &str, needle: &str| {
+            let err = r.expect_err(what);
+            assert!(
+                matches!(err, FrameError::BadPayload { .. }),
+                "{what}: {err}"
+            );
+            assert!(err.to_string().contains(needle), "{what}: {err}");
+        };
+        let mut end = vec![2u8];
+        end.extend_from_slice(&0u64.to_le_bytes());
+        bad(
+            decode_snapshot_end_frame(&frame_of(FrameKind::SnapshotEnd, &end)).map(|_| ()),
+            "end status",
+            "unknown status 2 at payload byte 0",
+        );
+        end[0] = 0;
+        end.push(b'x');
+        bad(
+            decode_snapshot_end_frame(&frame_of(FrameKind::SnapshotEnd, &end)).map(|_| ()),
+            "complete with reason",
+            "reason",
+        );
+        end[0] = 1;
+        end.extend_from_slice(&[0xff, 0xfe]);
+        bad(
+            decode_snapshot_end_frame(&frame_of(FrameKind::SnapshotEnd, &end)).map(|_| ()),
+            "aborted with non-UTF-8 reason",
+            "payload byte 10 is not UTF-8",
+        );
+        bad(
+            decode_snapshot_ack_frame(&frame_of(FrameKind::SnapshotAck, &[4])).map(|_| ()),
+            "ack outcome",
+            "unknown outcome 4",
+        );
+        bad(
+            decode_snapshot_ack_frame(&frame_of(FrameKind::SnapshotAck, &[0, b'x'])).map(|_| ()),
+            "installed with detail",
+            "detail",
+        );
+        let mut resp = 9u64.to_le_bytes().to_vec();
+        resp.push(7);
+        bad(
+            decode_response_frame(&frame_of(FrameKind::Response, &resp)).map(|_| ()),
+            "response status",
+            "unknown status 7 at payload byte 8",
+        );
+        resp[8] = 1;
+        resp.push(0xc0);
+        bad(
+            decode_response_frame(&frame_of(FrameKind::Response, &resp)).map(|_| ()),
+            "error text",
+            "not UTF-8",
+        );
+        // A helper given another kind says so.
+        assert!(matches!(
+            decode_request_frame(&frame_of(FrameKind::Response, &resp)),
+            Err(FrameError::WrongKind {
+                expected: FrameKind::Request,
+                actual: FrameKind::Response,
+                offset: 100
+            })
+        ));
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_or_overconsume(
@@ -899,8 +1712,7 @@ mod tests {
                 prop_assert!(used >= FRAME_HEADER_BYTES);
                 prop_assert!(used <= limit);
                 prop_assert_eq!(frame.offset, seen);
-                let _ = decode_message_frame(&frame);
-                let _ = decode_hello_frame(&frame);
+                decode_every_payload(&frame);
                 seen += used as u64;
                 rest = &rest[used..];
             }
@@ -913,7 +1725,7 @@ mod tests {
         #[test]
         fn payload_sequences_round_trip_through_random_splits(
             frames in proptest::collection::vec(
-                (0usize..5, proptest::collection::vec(any::<u8>(), 0..300)), 0..12),
+                (0usize..FrameKind::ALL.len(), proptest::collection::vec(any::<u8>(), 0..300)), 0..12),
             splits in proptest::collection::vec(0usize..4000, 0..20),
         ) {
             let mut stream = Vec::new();
@@ -928,6 +1740,57 @@ mod tests {
             let got: Vec<_> = decoded.expect("ok").into_iter()
                 .map(|f| (f.kind, f.payload.to_vec(), f.offset)).collect();
             prop_assert_eq!(got, expected);
+        }
+
+        #[test]
+        fn arbitrary_payloads_of_every_kind_never_panic(
+            k in 0usize..FrameKind::ALL.len(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            decode_every_payload(&frame_of(FrameKind::ALL[k], &payload));
+        }
+
+        #[test]
+        fn typed_payloads_round_trip(
+            a in any::<u64>(), b in any::<u64>(), c in any::<u64>(), d in any::<u64>(),
+            e in any::<u64>(),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            text in ".{0,40}",
+            variant in 0u8..4,
+        ) {
+            let begin = SnapshotBegin { from: a, term: b, meta: SnapshotMeta { index: c, term: d }, payload_len: e };
+            let end = if variant % 2 == 0 {
+                SnapshotEnd::Complete { sent: a }
+            } else {
+                SnapshotEnd::Aborted { sent: a, reason: text.clone() }
+            };
+            let ack = match variant {
+                0 => SnapshotAck::Installed,
+                1 => SnapshotAck::Rejected,
+                2 => SnapshotAck::NotRunning,
+                _ => SnapshotAck::Failed { detail: text.clone() },
+            };
+            let request = Request { id: b, body: Bytes::from(body.clone()) };
+            let response = Response {
+                id: c,
+                result: if variant % 2 == 0 { Ok(Bytes::from(body.clone())) } else { Err(text.clone()) },
+            };
+            let mut out = Vec::new();
+            encode_snapshot_begin_frame(&begin, &mut out).expect("begin");
+            encode_snapshot_chunk_frame(&body, DEFAULT_MAX_FRAME_BYTES, &mut out).expect("chunk");
+            encode_snapshot_end_frame(&end, &mut out).expect("end");
+            encode_snapshot_ack_frame(&ack, &mut out).expect("ack");
+            encode_request_frame(&request, DEFAULT_MAX_FRAME_BYTES, &mut out).expect("request");
+            encode_response_frame(&response, DEFAULT_MAX_FRAME_BYTES, &mut out).expect("response");
+            let frames = decode_split(&out, &[], DEFAULT_MAX_FRAME_BYTES);
+            prop_assert!(frames.is_ok(), "{:?}", frames);
+            let f = frames.expect("ok");
+            prop_assert_eq!(decode_snapshot_begin_frame(&f[0]), Ok(begin));
+            prop_assert_eq!(decode_snapshot_chunk_frame(&f[1]), Ok(Bytes::from(body)));
+            prop_assert_eq!(decode_snapshot_end_frame(&f[2]), Ok(end));
+            prop_assert_eq!(decode_snapshot_ack_frame(&f[3]), Ok(ack));
+            prop_assert_eq!(decode_request_frame(&f[4]), Ok(request));
+            prop_assert_eq!(decode_response_frame(&f[5]), Ok(response));
         }
     }
 }

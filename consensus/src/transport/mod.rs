@@ -10,12 +10,13 @@
 //! receiving side.
 //!
 //! [`InProcessNetwork`] connects N nodes of one process, with fault injection
-//! (disconnect, random drops from a seeded RNG) and counters. A TCP transport can
-//! reuse [`wire`] for message bytes and [`chunk`] for snapshot streams.
+//! (disconnect, random drops from a seeded RNG) and counters. [`TcpTransport`]
+//! ([`tcp`]) connects nodes in different processes, with the frames of [`frame`].
 
 pub mod chunk;
 pub mod frame;
 mod inprocess;
+pub mod tcp;
 pub mod wire;
 
 use std::fmt;
@@ -25,6 +26,7 @@ use raftkv_storage::{NodeId, SnapshotMeta, SnapshotReader, StorageError};
 use crate::Message;
 
 pub use inprocess::{InProcessNetwork, InProcessTransport, LinkStats};
+pub use tcp::{RequestHandler, TcpConfig, TcpError, TcpStats, TcpTransport};
 
 /// Payload bytes per snapshot chunk.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;

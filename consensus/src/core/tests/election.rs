@@ -177,6 +177,20 @@ fn single_node_elects_itself_and_applies_the_noop_after_persisting() {
 }
 
 #[test]
+fn a_sole_voter_campaigns_on_its_first_tick() {
+    let mut c = core(1, &[1], 0, &[]);
+    c.tick();
+    assert_eq!((c.status().role, c.status().term), (Role::Leader, 1));
+    let mut three = core(1, &[1, 2, 3], 0, &[]);
+    three.tick();
+    assert_eq!(
+        three.status().role,
+        Role::Follower,
+        "others wait for a timeout"
+    );
+}
+
+#[test]
 fn vote_for_an_up_to_date_candidate_is_persisted_before_the_answer() {
     let mut c = core(2, &[1, 2, 3], 1, &[1]);
     c.step(msg(1, 2, 2, request_vote(1, 1)));
