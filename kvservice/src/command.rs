@@ -74,20 +74,86 @@ pub enum Op {
         /// The key.
         key: Bytes,
     },
+    // New variants go at the end: the log and the dedup table store these encoded by
+    // variant index, so an old log must keep decoding to the same operations.
+    /// Redis `SET`: store `value` if `cond` holds (the version goes up by one, or starts
+    /// at 1), optionally answering the value it replaced. Answered with
+    /// [`Reply::SetDone`].
+    Set {
+        /// The key.
+        key: Bytes,
+        /// The value.
+        value: Bytes,
+        /// When to store.
+        cond: SetCond,
+        /// Answer the previous value (Redis's `GET` option).
+        return_old: bool,
+    },
+    /// Remove several keys at once (Redis `DEL`). Answered with [`Reply::Count`]: how
+    /// many keys were removed (a key listed twice is removed, and counted, once).
+    DeleteMany {
+        /// The keys, in order.
+        keys: Vec<Bytes>,
+    },
+    /// Read several keys (Redis `MGET`). Answered with [`Reply::Values`].
+    GetMany {
+        /// The keys, in order.
+        keys: Vec<Bytes>,
+    },
+    /// Count the listed keys that exist (Redis `EXISTS`): a key listed n times counts n
+    /// times. Answered with [`Reply::Count`].
+    CountExisting {
+        /// The keys, in order.
+        keys: Vec<Bytes>,
+    },
+    /// The number of keys (Redis `DBSIZE`). Answered with [`Reply::Count`].
+    KeyCount,
+    /// Several operations applied in order as one command, each seeing the effects of
+    /// the ones before it, answered with [`Reply::Batch`]. The RESP server puts a
+    /// connection's pipelined writes into one of these, so that one sequence number
+    /// covers them all: a retry is answered from the dedup table with every reply.
+    Batch {
+        /// The operations, in order.
+        ops: Vec<Op>,
+    },
+}
+
+/// When [`Op::Set`] stores its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCond {
+    /// Always (plain `SET`).
+    Always,
+    /// Only if the key does not exist (`NX`).
+    IfAbsent,
+    /// Only if the key exists (`XX`).
+    IfPresent,
 }
 
 impl Op {
     /// True for operations that change state (and so are deduplicated).
     pub fn is_write(&self) -> bool {
-        !matches!(self, Op::Get { .. })
+        match self {
+            Op::Get { .. } | Op::GetMany { .. } | Op::CountExisting { .. } | Op::KeyCount => false,
+            Op::Put { .. }
+            | Op::PutIf { .. }
+            | Op::Delete { .. }
+            | Op::Set { .. }
+            | Op::DeleteMany { .. }
+            | Op::Batch { .. } => true,
+        }
     }
 
-    /// The key the operation touches.
-    pub fn key(&self) -> &Bytes {
+    /// The keys the operation touches, in order (none for [`Op::KeyCount`], which reads
+    /// them all, nor for [`Op::Batch`]: see its operations).
+    pub fn keys(&self) -> &[Bytes] {
         match self {
-            Op::Get { key } | Op::Put { key, .. } | Op::PutIf { key, .. } | Op::Delete { key } => {
-                key
-            }
+            Op::Get { key }
+            | Op::Put { key, .. }
+            | Op::PutIf { key, .. }
+            | Op::Delete { key }
+            | Op::Set { key, .. } => std::slice::from_ref(key),
+            Op::DeleteMany { keys } | Op::GetMany { keys } | Op::CountExisting { keys } => keys,
+            Op::KeyCount | Op::Batch { .. } => &[],
         }
     }
 }
@@ -126,5 +192,32 @@ pub enum Reply {
     StaleRequest {
         /// The session's latest sequence number.
         last_seq: u64,
+    },
+    // New variants go at the end (the dedup table in snapshots stores replies).
+    /// The answer to [`Op::Set`].
+    SetDone {
+        /// True if the value was stored (the condition held).
+        stored: bool,
+        /// The key's version afterwards (0 when it does not exist).
+        version: u64,
+        /// The value before, when the op asked for it (`None`: it did not, or the key
+        /// did not exist).
+        old: Option<Bytes>,
+    },
+    /// A count: keys removed ([`Op::DeleteMany`]), keys found ([`Op::CountExisting`]),
+    /// or keys stored ([`Op::KeyCount`]).
+    Count {
+        /// The count.
+        count: u64,
+    },
+    /// The answer to [`Op::GetMany`]: each key's value, in order (`None` when absent).
+    Values {
+        /// The values.
+        values: Vec<Option<Bytes>>,
+    },
+    /// The answer to [`Op::Batch`]: one reply per operation, in order.
+    Batch {
+        /// The replies.
+        replies: Vec<Reply>,
     },
 }

@@ -10,6 +10,7 @@ pub mod linearizability;
 pub mod replica;
 pub mod resp;
 pub mod rsm;
+pub mod server;
 pub mod sessions;
 pub mod state_machine;
 pub mod store;

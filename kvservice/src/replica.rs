@@ -34,6 +34,14 @@ impl RaftHandle for NodeRaft {
         self.0.propose(data).map_err(node_error)
     }
 
+    fn propose_batch(&self, batch: Vec<Vec<u8>>) -> Vec<Result<(u64, u64), KvError>> {
+        self.0
+            .propose_batch(batch)
+            .into_iter()
+            .map(|r| r.map_err(node_error))
+            .collect()
+    }
+
     fn read_index(&self, timeout: Duration) -> Result<u64, KvError> {
         self.0.read_index(timeout).map_err(node_error)
     }
@@ -152,6 +160,10 @@ impl Replica {
             Op::Get { key } if self.read_mode() == ReadMode::ReadIndex => {
                 self.rsm.read(key.clone(), cmd.client_id, cmd.seq)
             }
+            op if !op.is_write() && self.read_mode() == ReadMode::ReadIndex => self
+                .rsm
+                .read_view(|sm| sm.query(op))
+                .map(|reply| reply.unwrap_or(Reply::ErrNoKey)),
             _ => self.rsm.submit(cmd.clone()),
         }
     }

@@ -122,6 +122,12 @@ impl KvStateMachine {
         }
     }
 
+    /// Answers a read-only operation from the current state (`None` for a write). The
+    /// caller makes it linearizable (see [`Rsm::read_view`](crate::rsm::Rsm::read_view)).
+    pub fn query(&self, op: &crate::command::Op) -> Option<Reply> {
+        self.store.query(op)
+    }
+
     /// Records an entry that carries no command (a leader's no-op).
     pub fn apply_noop(&mut self, index: u64, term: u64) {
         self.advance(index, term);
@@ -303,6 +309,54 @@ mod tests {
             Reply::Written { version: 1 }
         );
         assert_eq!(sm.store().get(b"k").map(|v| v.version), Some(1));
+    }
+
+    #[test]
+    fn retried_conditional_set_and_multi_delete_answer_the_first_outcome() {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let cmd = |seq, op| Command {
+            client_id: 5,
+            seq,
+            ts_ms: seq,
+            op,
+        };
+        let mut sm = KvStateMachine::new();
+        let nx = cmd(
+            1,
+            Op::Set {
+                key: b("k"),
+                value: b("a"),
+                cond: crate::command::SetCond::IfAbsent,
+                return_old: true,
+            },
+        );
+        let first = Reply::SetDone {
+            stored: true,
+            version: 1,
+            old: None,
+        };
+        assert_eq!(sm.apply(1, 1, &nx), first);
+        // A retry would fail the NX condition if re-applied; it gets the first answer.
+        assert_eq!(sm.apply(2, 1, &nx), first);
+        assert_eq!(sm.store().get(b"k").map(|v| v.version), Some(1));
+        let del = cmd(
+            2,
+            Op::DeleteMany {
+                keys: vec![b("k"), b("x")],
+            },
+        );
+        assert_eq!(sm.apply(3, 1, &del), Reply::Count { count: 1 });
+        assert_eq!(sm.apply(4, 1, &del), Reply::Count { count: 1 });
+        // Reads are not recorded: the session's last reply is still the delete's.
+        let get = cmd(0, Op::KeyCount);
+        assert_eq!(sm.apply(5, 1, &get), Reply::Count { count: 0 });
+        assert_eq!(sm.query(&Op::KeyCount), Some(Reply::Count { count: 0 }));
+        assert_eq!(
+            sm.sessions()
+                .get(5)
+                .map(|s| (s.last_seq, s.last_reply.clone())),
+            Some((2, Reply::Count { count: 1 }))
+        );
     }
 
     #[test]

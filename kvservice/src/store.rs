@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use imbl::OrdMap;
 
-use crate::command::{Op, Reply};
+use crate::command::{Op, Reply, SetCond};
 
 /// A stored value and its version (starting at 1 when created).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +61,10 @@ impl KvStore {
         }
     }
 
-    /// Applies one operation and returns its reply.
-    pub fn apply(&mut self, op: &Op) -> Reply {
-        match op {
+    /// Answers a read-only operation (`Get`, `GetMany`, `CountExisting`, `KeyCount`)
+    /// without changing anything; `None` for a write.
+    pub fn query(&self, op: &Op) -> Option<Reply> {
+        Some(match op {
             Op::Get { key } => match self.map.get(key) {
                 Some(v) => Reply::Value {
                     value: Some(v.value.clone()),
@@ -74,6 +75,33 @@ impl KvStore {
                     version: 0,
                 },
             },
+            Op::GetMany { keys } => Reply::Values {
+                values: keys
+                    .iter()
+                    .map(|k| self.map.get(k).map(|v| v.value.clone()))
+                    .collect(),
+            },
+            Op::CountExisting { keys } => Reply::Count {
+                count: keys.iter().filter(|k| self.map.contains_key(*k)).count() as u64,
+            },
+            Op::KeyCount => Reply::Count {
+                count: self.map.len() as u64,
+            },
+            Op::Put { .. }
+            | Op::PutIf { .. }
+            | Op::Delete { .. }
+            | Op::Set { .. }
+            | Op::DeleteMany { .. }
+            | Op::Batch { .. } => return None,
+        })
+    }
+
+    /// Applies one operation and returns its reply.
+    pub fn apply(&mut self, op: &Op) -> Reply {
+        if let Some(reply) = self.query(op) {
+            return reply;
+        }
+        match op {
             Op::Put { key, value } => {
                 let version = self.map.get(key).map_or(0, |v| v.version) + 1;
                 self.set(key, value, version);
@@ -98,13 +126,59 @@ impl KvStore {
                     Some(cur) => Reply::ErrVersion { current: cur },
                 }
             }
-            Op::Delete { key } => match self.map.remove(key) {
-                Some(old) => {
-                    self.bytes -= (key.len() + old.value.len()) as u64;
-                    Reply::Deleted { existed: true }
-                }
-                None => Reply::Deleted { existed: false },
+            Op::Delete { key } => Reply::Deleted {
+                existed: self.remove(key),
             },
+            Op::Set {
+                key,
+                value,
+                cond,
+                return_old,
+            } => {
+                let current = self.map.get(key);
+                let old = if *return_old {
+                    current.map(|v| v.value.clone())
+                } else {
+                    None
+                };
+                let current_version = current.map_or(0, |v| v.version);
+                let stored = match cond {
+                    SetCond::Always => true,
+                    SetCond::IfAbsent => current.is_none(),
+                    SetCond::IfPresent => current.is_some(),
+                };
+                let version = if stored {
+                    self.set(key, value, current_version + 1);
+                    current_version + 1
+                } else {
+                    current_version
+                };
+                Reply::SetDone {
+                    stored,
+                    version,
+                    old,
+                }
+            }
+            Op::DeleteMany { keys } => Reply::Count {
+                count: keys.iter().filter(|k| self.remove(k)).count() as u64,
+            },
+            Op::Batch { ops } => Reply::Batch {
+                replies: ops.iter().map(|op| self.apply(op)).collect(),
+            },
+            Op::Get { .. } | Op::GetMany { .. } | Op::CountExisting { .. } | Op::KeyCount => {
+                unreachable!("reads are answered by query")
+            }
+        }
+    }
+
+    /// Removes `key`; true if it existed.
+    fn remove(&mut self, key: &Bytes) -> bool {
+        match self.map.remove(key) {
+            Some(old) => {
+                self.bytes -= (key.len() + old.value.len()) as u64;
+                true
+            }
+            None => false,
         }
     }
 
@@ -171,6 +245,140 @@ mod tests {
             }
         );
         assert_eq!(s.apply(&put_if("k", "d", 0)), Reply::Written { version: 1 });
+    }
+
+    fn set(k: &str, v: &str, cond: SetCond, return_old: bool) -> Op {
+        Op::Set {
+            key: b(k),
+            value: b(v),
+            cond,
+            return_old,
+        }
+    }
+
+    #[test]
+    fn set_conditions_and_old_values() {
+        let mut s = KvStore::new();
+        let done = |stored, version, old: Option<&str>| Reply::SetDone {
+            stored,
+            version,
+            old: old.map(b),
+        };
+        // XX on a missing key: not stored.
+        assert_eq!(
+            s.apply(&set("k", "a", SetCond::IfPresent, true)),
+            done(false, 0, None)
+        );
+        assert!(s.get(b"k").is_none());
+        // NX on a missing key: stored at version 1.
+        assert_eq!(
+            s.apply(&set("k", "a", SetCond::IfAbsent, false)),
+            done(true, 1, None)
+        );
+        // NX on an existing key: not stored; GET still answers the old value.
+        assert_eq!(
+            s.apply(&set("k", "b", SetCond::IfAbsent, true)),
+            done(false, 1, Some("a"))
+        );
+        // XX on an existing key: stored, version up.
+        assert_eq!(
+            s.apply(&set("k", "c", SetCond::IfPresent, true)),
+            done(true, 2, Some("a"))
+        );
+        // Plain SET without GET answers no old value.
+        assert_eq!(
+            s.apply(&set("k", "dd", SetCond::Always, false)),
+            done(true, 3, None)
+        );
+        assert_eq!(s.data_bytes(), 3);
+        // A SET is a Put as far as versions go.
+        assert_eq!(
+            s.apply(&Op::PutIf {
+                key: b("k"),
+                value: b("e"),
+                version: 3
+            }),
+            Reply::Written { version: 4 }
+        );
+    }
+
+    #[test]
+    fn multi_key_operations() {
+        let mut s = KvStore::new();
+        for k in ["a", "b", "c"] {
+            s.apply(&Op::Put {
+                key: b(k),
+                value: b("v"),
+            });
+        }
+        let keys = |ks: &[&str]| ks.iter().map(|k| b(k)).collect::<Vec<_>>();
+        assert_eq!(
+            s.apply(&Op::CountExisting {
+                keys: keys(&["a", "a", "x", "c"])
+            }),
+            Reply::Count { count: 3 }
+        );
+        assert_eq!(
+            s.query(&Op::GetMany {
+                keys: keys(&["a", "x", "b"])
+            }),
+            Some(Reply::Values {
+                values: vec![Some(b("v")), None, Some(b("v"))]
+            })
+        );
+        assert_eq!(s.query(&Op::KeyCount), Some(Reply::Count { count: 3 }));
+        // Duplicates are removed (and counted) once; missing keys count nothing.
+        assert_eq!(
+            s.apply(&Op::DeleteMany {
+                keys: keys(&["a", "a", "x", "b"])
+            }),
+            Reply::Count { count: 2 }
+        );
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.data_bytes(), 2);
+        assert_eq!(
+            s.query(&Op::Delete { key: b("c") }),
+            None,
+            "writes are not queries"
+        );
+    }
+
+    #[test]
+    fn batch_applies_in_order_each_op_seeing_the_ones_before() {
+        let mut s = KvStore::new();
+        let reply = s.apply(&Op::Batch {
+            ops: vec![
+                set("k", "a", SetCond::IfAbsent, false),
+                set("k", "b", SetCond::IfAbsent, true),
+                Op::Get { key: b("k") },
+                Op::DeleteMany { keys: vec![b("k")] },
+                Op::CountExisting { keys: vec![b("k")] },
+            ],
+        });
+        assert_eq!(
+            reply,
+            Reply::Batch {
+                replies: vec![
+                    Reply::SetDone {
+                        stored: true,
+                        version: 1,
+                        old: None
+                    },
+                    Reply::SetDone {
+                        stored: false,
+                        version: 1,
+                        old: Some(b("a"))
+                    },
+                    Reply::Value {
+                        value: Some(b("a")),
+                        version: 1
+                    },
+                    Reply::Count { count: 1 },
+                    Reply::Count { count: 0 },
+                ]
+            }
+        );
+        assert!(s.is_empty());
     }
 
     #[test]

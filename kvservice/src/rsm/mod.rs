@@ -18,7 +18,7 @@ mod snapshotter;
 mod waiters;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,9 @@ struct Shared {
     applied_changed: Condvar,
     waiters: Mutex<Waiters>,
     stopped: AtomicBool,
+    /// Snapshots received from a leader and restored (not counting the one restored at
+    /// start).
+    installed: AtomicU64,
 }
 
 /// The replicated state machine.
@@ -146,6 +149,7 @@ impl Rsm {
             applied_changed: Condvar::new(),
             waiters: Mutex::new(Waiters::new(applied)),
             stopped: AtomicBool::new(false),
+            installed: AtomicU64::new(0),
         });
         let snapshotter = Arc::new(Snapshotter::new(
             Arc::clone(&persister),
@@ -177,6 +181,11 @@ impl Rsm {
         })
     }
 
+    /// Snapshots received from a leader and restored since start.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.shared.installed.load(Ordering::Relaxed)
+    }
+
     /// The index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
         self.shared.sm.lock().applied_index()
@@ -203,32 +212,122 @@ impl Rsm {
     /// `cmd.client_id` must not be 0: the caller is matched to its command by
     /// (client id, sequence number).
     pub fn submit(&self, cmd: Command) -> Result<Reply, KvError> {
-        assert_ne!(cmd.client_id, 0, "submit needs a client session id");
+        self.submit_many(vec![cmd])
+            .pop()
+            .unwrap_or(Err(KvError::Shutdown))
+    }
+
+    /// Proposes `cmds` together, in order (one round trip to the node, consecutive
+    /// indices, so a session's sequence numbers apply in the order given), then waits
+    /// for all of them. One result each, in order.
+    ///
+    /// Every command needs a non-zero client id, and no two may share a
+    /// (client id, sequence number). A command too large to propose fails alone; the
+    /// others are still proposed. Once one command fails (its leadership ended, or the
+    /// commit timeout passed), the commands after it fail the same way unless they
+    /// already applied: a caller retries the failed ones, in order, with the same
+    /// sequence numbers.
+    pub fn submit_many(&self, cmds: Vec<Command>) -> Vec<Result<Reply, KvError>> {
+        let n = cmds.len();
+        let mut results: Vec<Option<Result<Reply, KvError>>> = (0..n).map(|_| None).collect();
         if self.shared.stopped.load(Ordering::Acquire) {
-            return Err(KvError::Shutdown);
+            return (0..n).map(|_| Err(KvError::Shutdown)).collect();
         }
-        let data = codec::encode(&cmd)?;
-        if data.len() as u64 > self.config.max_command_bytes {
-            return Err(KvError::TooLarge {
-                len: data.len(),
-                max: self.config.max_command_bytes,
-            });
-        }
-        let op = (cmd.client_id, cmd.seq);
-        let rx = self.shared.waiters.lock().register(op);
-        let (index, term) = match self.raft.propose(data) {
-            Ok(it) => it,
-            Err(e) => {
-                self.shared.waiters.lock().cancel(op);
-                return Err(e);
+        // (position in `cmds`, op id) of each command proposed, and its bytes.
+        let mut ops = Vec::with_capacity(n);
+        let mut batch = Vec::with_capacity(n);
+        for (i, cmd) in cmds.iter().enumerate() {
+            assert_ne!(cmd.client_id, 0, "submit needs a client session id");
+            match codec::encode(cmd) {
+                Ok(data) if data.len() as u64 > self.config.max_command_bytes => {
+                    results[i] = Some(Err(KvError::TooLarge {
+                        len: data.len(),
+                        max: self.config.max_command_bytes,
+                    }));
+                }
+                Ok(data) => {
+                    ops.push((i, (cmd.client_id, cmd.seq)));
+                    batch.push(data);
+                }
+                Err(e) => results[i] = Some(Err(e.into())),
             }
+        }
+        let receivers: Vec<_> = {
+            let mut waiters = self.shared.waiters.lock();
+            ops.iter().map(|&(_, op)| waiters.register(op)).collect()
         };
-        self.shared.waiters.lock().proposed(op, index);
+        let proposed = if batch.is_empty() {
+            Vec::new()
+        } else {
+            self.raft.propose_batch(batch)
+        };
+        // (position, op id, receiver, term) of each command the node accepted.
+        let mut pending = Vec::with_capacity(ops.len());
+        {
+            let mut waiters = self.shared.waiters.lock();
+            let mut proposed = proposed.into_iter();
+            for ((i, op), rx) in ops.into_iter().zip(receivers) {
+                match proposed.next() {
+                    Some(Ok((index, term))) => {
+                        waiters.proposed(op, index);
+                        pending.push((i, op, rx, term));
+                    }
+                    Some(Err(e)) => {
+                        waiters.cancel(op);
+                        results[i] = Some(Err(e));
+                    }
+                    None => {
+                        waiters.cancel(op);
+                        results[i] = Some(Err(KvError::Consensus(
+                            "the node answered fewer proposals than it was given".into(),
+                        )));
+                    }
+                }
+            }
+        }
         let deadline = Instant::now() + self.config.commit_timeout;
+        let mut failure: Option<KvError> = None;
+        for (i, op, rx, term) in pending {
+            let result = match &failure {
+                None => self.wait_for(op, &rx, term, deadline),
+                Some(first) => {
+                    self.shared.waiters.lock().cancel(op);
+                    match rx.try_recv() {
+                        Ok(result) => result,
+                        Err(_) => Err(same_failure(first)),
+                    }
+                }
+            };
+            if failure.is_none()
+                && let Err(e) = &result
+            {
+                failure = Some(same_failure(e));
+            }
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(KvError::Shutdown)))
+            .collect()
+    }
+
+    /// Waits for the answer to `op`, proposed in `term`, until `deadline`; gives up
+    /// early if this replica stops leading `term`.
+    fn wait_for(
+        &self,
+        op: (u64, u64),
+        rx: &std::sync::mpsc::Receiver<Result<Reply, KvError>>,
+        term: u64,
+        deadline: Instant,
+    ) -> Result<Reply, KvError> {
         loop {
             let now = Instant::now();
             if now >= deadline {
                 self.shared.waiters.lock().cancel(op);
+                // It may have applied in the meantime.
+                if let Ok(result) = rx.try_recv() {
+                    return result;
+                }
                 return Err(KvError::Timeout {
                     what: "the command to apply",
                     waited_ms: self.config.commit_timeout.as_millis() as u64,
@@ -266,22 +365,41 @@ impl Rsm {
                 ts_ms: now_ms(),
                 op: Op::Get { key },
             }),
+            ReadMode::ReadIndex => self.read_view(|sm| {
+                sm.query(&Op::Get { key }).unwrap_or(Reply::Value {
+                    value: None,
+                    version: 0,
+                })
+            }),
+        }
+    }
+
+    /// Runs `f` on the state after one linearizable read barrier: everything committed
+    /// before the call is applied when `f` runs, so several reads made in `f` observe
+    /// one linearizable moment. The barrier is a ReadIndex round, or in
+    /// [`ReadMode::Log`] an empty read put through the log under a one-off client id.
+    pub fn read_view<T>(&self, f: impl FnOnce(&KvStateMachine) -> T) -> Result<T, KvError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(KvError::Shutdown);
+        }
+        match self.config.read_mode {
             ReadMode::ReadIndex => {
                 let index = self.raft.read_index(self.config.commit_timeout)?;
                 self.wait_applied(index, self.config.commit_timeout)?;
-                let sm = self.shared.sm.lock();
-                Ok(match sm.store().get(&key) {
-                    Some(v) => Reply::Value {
-                        value: Some(v.value.clone()),
-                        version: v.version,
-                    },
-                    None => Reply::Value {
-                        value: None,
-                        version: 0,
-                    },
-                })
+            }
+            ReadMode::Log => {
+                // Reads carry seq 0 and are not recorded, so a fresh id per barrier keeps
+                // concurrent barriers' waiters apart without creating sessions.
+                let barrier = Command {
+                    client_id: rand::random::<u64>() | 1,
+                    seq: 0,
+                    ts_ms: now_ms(),
+                    op: Op::KeyCount,
+                };
+                self.submit(barrier)?;
             }
         }
+        Ok(self.with_state(f))
     }
 
     /// Waits until the applied index reaches `index`.
@@ -322,6 +440,22 @@ impl Rsm {
             let _ = t.join();
         }
         self.snapshotter.wait_idle();
+    }
+}
+
+/// A copy of a batch's first failure for the commands after it.
+fn same_failure(e: &KvError) -> KvError {
+    match e {
+        KvError::WrongLeader { leader_hint } => KvError::WrongLeader {
+            leader_hint: *leader_hint,
+        },
+        KvError::Timeout { what, waited_ms } => KvError::Timeout {
+            what,
+            waited_ms: *waited_ms,
+        },
+        KvError::Shutdown => KvError::Shutdown,
+        KvError::Overloaded { backlog } => KvError::Overloaded { backlog: *backlog },
+        other => KvError::Consensus(other.to_string()),
     }
 }
 
@@ -379,6 +513,7 @@ fn apply_loop(
                 match KvStateMachine::read_snapshot(payload, sessions) {
                     Ok(restored) => {
                         *sm = restored;
+                        shared.installed.fetch_add(1, Ordering::Relaxed);
                         shared.waiters.lock().snapshot_installed(meta.index);
                         shared.applied_changed.notify_all();
                     }

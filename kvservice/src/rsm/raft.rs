@@ -64,6 +64,12 @@ pub trait RaftHandle: Send + Sync + 'static {
     /// will commit if leadership holds. Fails fast with [`KvError::WrongLeader`].
     fn propose(&self, data: Vec<u8>) -> Result<(u64, u64), KvError>;
 
+    /// Appends several entries, in order, with consecutive indices where it can; one
+    /// result each. The default proposes them one by one.
+    fn propose_batch(&self, batch: Vec<Vec<u8>>) -> Vec<Result<(u64, u64), KvError>> {
+        batch.into_iter().map(|data| self.propose(data)).collect()
+    }
+
     /// Confirms leadership with a heartbeat quorum and returns the commit index a
     /// linearizable read must wait for.
     fn read_index(&self, timeout: Duration) -> Result<u64, KvError>;

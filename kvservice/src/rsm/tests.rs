@@ -281,3 +281,105 @@ fn snapshots_bound_the_raft_state_and_restore_on_restart() {
     raft2.close();
     rsm2.shutdown();
 }
+
+#[test]
+fn submit_many_applies_in_order_and_answers_each() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Commit);
+    let rsm = start(&raft, rx, RsmConfig::default());
+    let cmds: Vec<Command> = (1..=20u64)
+        .map(|seq| put(3, seq, "k", &format!("v{seq}")))
+        .collect();
+    let results = rsm.submit_many(cmds.clone());
+    assert_eq!(results.len(), 20);
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(
+            r.expect("applied"),
+            Reply::Written {
+                version: i as u64 + 1
+            }
+        );
+    }
+    // The session's last write is answered from the dedup table, not re-applied.
+    let again = rsm.submit_many(vec![cmds[19].clone()]);
+    assert!(matches!(again[0], Ok(Reply::Written { version: 20 })));
+    assert_eq!(
+        rsm.with_state(|sm| sm.store().get(b"k").map(|v| v.version)),
+        Some(20)
+    );
+    assert!(rsm.submit_many(Vec::new()).is_empty());
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn submit_many_fails_an_oversized_command_alone_and_the_rest_on_timeout() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Commit);
+    let config = RsmConfig {
+        max_command_bytes: 100,
+        ..RsmConfig::default()
+    };
+    let rsm = start(&raft, rx, config);
+    let results = rsm.submit_many(vec![
+        put(4, 1, "a", "1"),
+        put(4, 2, "b", &"x".repeat(200)),
+        put(4, 3, "c", "3"),
+    ]);
+    assert!(matches!(results[0], Ok(Reply::Written { version: 1 })));
+    assert!(matches!(results[1], Err(KvError::TooLarge { .. })));
+    assert!(matches!(results[2], Ok(Reply::Written { version: 1 })));
+    raft.close();
+    rsm.shutdown();
+
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Stall);
+    let config = RsmConfig {
+        commit_timeout: Duration::from_millis(100),
+        ..RsmConfig::default()
+    };
+    let rsm = start(&raft, rx, config);
+    let results = rsm.submit_many(vec![put(4, 1, "a", "1"), put(4, 2, "b", "2")]);
+    for r in results {
+        assert!(matches!(r, Err(KvError::Timeout { .. })), "{r:?}");
+    }
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn read_view_sees_every_earlier_write_in_both_read_modes() {
+    for mode in [ReadMode::ReadIndex, ReadMode::Log] {
+        let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Commit);
+        let config = RsmConfig {
+            read_mode: mode,
+            ..RsmConfig::default()
+        };
+        let rsm = start(&raft, rx, config);
+        for seq in 1..=3u64 {
+            rsm.submit(put(8, seq, &format!("k{seq}"), "v"))
+                .expect("put");
+        }
+        let (keys, reply) = rsm
+            .read_view(|sm| {
+                (
+                    sm.store().len(),
+                    sm.query(&Op::CountExisting {
+                        keys: vec![Bytes::from_static(b"k1"), Bytes::from_static(b"nope")],
+                    }),
+                )
+            })
+            .expect("read");
+        assert_eq!(keys, 3, "{mode:?}");
+        assert_eq!(reply, Some(Reply::Count { count: 1 }), "{mode:?}");
+        assert_eq!(rsm.pending_waiters(), 0);
+        raft.leader.store(false, Ordering::SeqCst);
+        if mode == ReadMode::Log {
+            assert!(matches!(
+                rsm.read_view(|_| ()),
+                Err(KvError::WrongLeader { .. })
+            ));
+        }
+        raft.close();
+        rsm.shutdown();
+    }
+}

@@ -1,0 +1,366 @@
+//! [`serve`]: one client connection. It parses every complete request in its buffer,
+//! runs them as one batch in order, and writes all the replies with one write.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::commands::{Call, ReplyKind, parse};
+use super::info::{InfoSource, info_text};
+use super::reply::render;
+use super::resp_server::Shared;
+use super::router::Unit;
+use super::session::Session;
+use crate::command::{Op, Reply};
+use crate::resp::{Request, encode, parse_request};
+
+/// Most bytes read from the socket at once (more while a large request arrives).
+const READ_CHUNK: usize = 16 << 10;
+const LARGE_READ_CHUNK: usize = 256 << 10;
+/// An empty read buffer that grew past this (a large request) is given back.
+const IDLE_BUFFER: usize = 64 << 10;
+/// After a protocol error, how long input is drained before closing (so that the
+/// error reply is not lost to a reset).
+const LINGER: Duration = Duration::from_millis(200);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Decrements the connected-clients count when the connection ends, however it ends.
+pub(crate) struct ClientGuard(pub(crate) Arc<Shared>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.counters.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection closes after its current batch.
+enum Stop {
+    /// `QUIT` (its `+OK` is among the replies).
+    Quit,
+    /// Malformed or over-limit input: this error message, then close.
+    Protocol(String),
+}
+
+/// Where a reply comes from, in request order.
+enum Slot {
+    Ready(Vec<u8>),
+    Info(Vec<String>),
+    Kv {
+        kind: ReplyKind,
+        unit: usize,
+        /// Its index among the unit's operations, when the unit is an `Op::Batch`.
+        member: Option<usize>,
+    },
+}
+
+/// One replicated command being planned: a read, or a pack of consecutive writes.
+enum Plan {
+    Read(Op),
+    Writes { ops: Vec<Op>, bytes: usize },
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    id: u64,
+    name: Option<Bytes>,
+    session: Session,
+}
+
+/// Serves one client until it quits, sends bad input, disconnects, or the server
+/// shuts down.
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    guard: ClientGuard,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = Arc::clone(&guard.0);
+    let peer = stream.peer_addr().ok();
+    let mut conn = Connection {
+        id: shared.next_client_id.fetch_add(1, Ordering::Relaxed),
+        shared: Arc::clone(&shared),
+        name: None,
+        session: Session::new(),
+    };
+    tracing::debug!(id = conn.id, ?peer, "client connected");
+    let limits = shared.config.limits();
+    let request_limit = shared.config.request_limit();
+    let max_batch = shared.config.max_batch.max(1);
+    let mut buf = BytesMut::with_capacity(4 << 10);
+    'conn: loop {
+        loop {
+            let mut requests = Vec::new();
+            let mut stop = None;
+            while requests.len() < max_batch {
+                match parse_request(&buf, &limits) {
+                    Ok(Some((request, used))) => {
+                        buf.advance(used);
+                        if !request.is_empty() {
+                            requests.push(request);
+                        }
+                    }
+                    Ok(None) => {
+                        if buf.len() > request_limit {
+                            stop = Some(Stop::Protocol(format!(
+                                "ERR Protocol error: request larger than {request_limit} bytes"
+                            )));
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        stop = Some(Stop::Protocol(format!("ERR Protocol error: {e}")));
+                        break;
+                    }
+                }
+            }
+            if requests.is_empty() && stop.is_none() {
+                break;
+            }
+            let (mut out, quit) = tokio::select! {
+                r = conn.run_batch(requests) => r,
+                () = stopped(&mut shutdown) => break 'conn,
+            };
+            if quit {
+                stop = Some(Stop::Quit);
+            }
+            if let Some(Stop::Protocol(msg)) = &stop {
+                shared
+                    .counters
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(id = conn.id, ?peer, error = %msg, "protocol error; closing");
+                encode::write_error(&mut out, msg.as_bytes());
+            }
+            if !out.is_empty() {
+                let written = tokio::select! {
+                    r = stream.write_all(&out) => r,
+                    () = stopped(&mut shutdown) => break 'conn,
+                };
+                if written.is_err() {
+                    break 'conn;
+                }
+            }
+            match stop {
+                None => {}
+                Some(Stop::Quit) => {
+                    let _ = stream.shutdown().await;
+                    break 'conn;
+                }
+                Some(Stop::Protocol(_)) => {
+                    linger(&mut stream).await;
+                    break 'conn;
+                }
+            }
+        }
+        if buf.is_empty() && buf.capacity() > IDLE_BUFFER {
+            buf = BytesMut::with_capacity(4 << 10);
+        }
+        // Read more, never letting the buffer grow past the request limit (+1 byte to
+        // notice it was exceeded).
+        let want = request_limit
+            .saturating_add(1)
+            .saturating_sub(buf.len())
+            .clamp(
+                1,
+                if buf.len() >= READ_CHUNK {
+                    LARGE_READ_CHUNK
+                } else {
+                    READ_CHUNK
+                },
+            );
+        buf.reserve(want);
+        let mut limited = (&mut stream).take(want as u64);
+        let read = tokio::select! {
+            r = limited.read_buf(&mut buf) => r,
+            () = stopped(&mut shutdown) => break 'conn,
+        };
+        match read {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(id = conn.id, ?peer, error = %e, "read failed; closing");
+                break;
+            }
+        }
+    }
+    tracing::debug!(id = conn.id, ?peer, "client disconnected");
+    drop(guard);
+}
+
+/// Resolves once the server shuts down.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Half-closes, then drains what the client still sends for a moment, so that the
+/// reply already written is not destroyed by a reset when the socket closes.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut scratch = vec![0u8; 16 << 10];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+}
+
+impl Connection {
+    /// Runs `requests` in order; returns the replies and whether the client quit.
+    async fn run_batch(&mut self, requests: Vec<Request>) -> (Vec<u8>, bool) {
+        let counters = &self.shared.counters;
+        let mut slots = Vec::with_capacity(requests.len());
+        let mut plans: Vec<Plan> = Vec::new();
+        let mut quit = false;
+        let pack_limit = self.shared.config.max_write_command_bytes;
+        for request in requests {
+            counters.commands.fetch_add(1, Ordering::Relaxed);
+            match parse(request.args()) {
+                Call::Reply(bytes) => slots.push(Slot::Ready(bytes)),
+                Call::Quit => {
+                    slots.push(Slot::Ready(b"+OK\r\n".to_vec()));
+                    quit = true;
+                    break;
+                }
+                Call::Info(sections) => slots.push(Slot::Info(sections)),
+                Call::ClientSetName(name) => {
+                    self.name = Some(name).filter(|n| !n.is_empty());
+                    slots.push(Slot::Ready(b"+OK\r\n".to_vec()));
+                }
+                Call::ClientGetName => {
+                    let mut out = Vec::new();
+                    match &self.name {
+                        Some(name) => encode::write_bulk(&mut out, name),
+                        None => encode::write_null_bulk(&mut out),
+                    }
+                    slots.push(Slot::Ready(out));
+                }
+                Call::ClientId => {
+                    let mut out = Vec::new();
+                    encode::write_integer(&mut out, i64::try_from(self.id).unwrap_or(i64::MAX));
+                    slots.push(Slot::Ready(out));
+                }
+                Call::Kv(call) if call.op.is_write() => {
+                    let size = op_bytes(&call.op);
+                    let member = match plans.last_mut() {
+                        Some(Plan::Writes { ops, bytes })
+                            if bytes.saturating_add(size) <= pack_limit =>
+                        {
+                            *bytes += size;
+                            ops.push(call.op);
+                            ops.len() - 1
+                        }
+                        _ => {
+                            plans.push(Plan::Writes {
+                                ops: vec![call.op],
+                                bytes: size,
+                            });
+                            0
+                        }
+                    };
+                    slots.push(Slot::Kv {
+                        kind: call.kind,
+                        unit: plans.len() - 1,
+                        member: Some(member),
+                    });
+                }
+                Call::Kv(call) => {
+                    plans.push(Plan::Read(call.op));
+                    slots.push(Slot::Kv {
+                        kind: call.kind,
+                        unit: plans.len() - 1,
+                        member: None,
+                    });
+                }
+            }
+        }
+        // A pack of one is sent as its operation alone.
+        let mut batched = Vec::with_capacity(plans.len());
+        let mut units: Vec<Unit> = plans
+            .into_iter()
+            .map(|plan| {
+                let op = match plan {
+                    Plan::Read(op) => op,
+                    Plan::Writes { mut ops, .. } if ops.len() == 1 => ops.remove(0),
+                    Plan::Writes { ops, .. } => Op::Batch { ops },
+                };
+                batched.push(matches!(op, Op::Batch { .. }));
+                Unit::new(self.session.command(op))
+            })
+            .collect();
+        if !units.is_empty() {
+            self.shared
+                .router
+                .execute(&mut self.session, &mut units)
+                .await;
+        }
+        let mut out = Vec::new();
+        for slot in slots {
+            match slot {
+                Slot::Ready(bytes) => out.extend_from_slice(&bytes),
+                Slot::Info(sections) => {
+                    // It takes the state machine's lock, which a snapshot install holds
+                    // for a while: not on an async worker.
+                    let shared = Arc::clone(&self.shared);
+                    let text = tokio::task::spawn_blocking(move || {
+                        info_text(
+                            &InfoSource {
+                                router: &shared.router,
+                                stats: shared.counters.snapshot(),
+                                uptime: shared.started.elapsed(),
+                                port: shared.port,
+                            },
+                            &sections,
+                        )
+                    })
+                    .await;
+                    match text {
+                        Ok(text) => encode::write_bulk(&mut out, text.as_bytes()),
+                        Err(e) => encode::write_error(
+                            &mut out,
+                            format!("ERR internal error: {e}").as_bytes(),
+                        ),
+                    }
+                }
+                Slot::Kv { kind, unit, member } => {
+                    let outcome = match (&units[unit].outcome, member) {
+                        (Some(Ok(Reply::Batch { replies })), Some(m)) if batched[unit] => {
+                            replies.get(m).ok_or("ERR internal error: missing reply")
+                        }
+                        (Some(Ok(reply)), _) => Ok(reply),
+                        (Some(Err(msg)), _) => Err(msg.as_str()),
+                        (None, _) => Err("ERR internal error: no outcome"),
+                    };
+                    render(kind, outcome, &mut out);
+                }
+            }
+        }
+        (out, quit)
+    }
+}
+
+/// Roughly how many bytes an operation adds to a replicated command.
+fn op_bytes(op: &Op) -> usize {
+    let payload: usize = match op {
+        Op::Put { key, value } | Op::PutIf { key, value, .. } | Op::Set { key, value, .. } => {
+            key.len() + value.len()
+        }
+        other => other.keys().iter().map(Bytes::len).sum(),
+    };
+    payload + 16
+}

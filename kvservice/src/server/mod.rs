@@ -1,0 +1,62 @@
+//! The Redis-protocol (RESP2) server of the KV service.
+//!
+//! [`RespServer`] listens on a TCP address and serves any Redis client (`redis-cli`,
+//! `redis-benchmark`, client libraries) from one [`Replica`](crate::replica::Replica).
+//! Any member accepts any command: a follower forwards writes and linearizable reads
+//! to the leader through a [`Forwarder`], and the leader runs them with
+//! [`serve_forwarded`].
+//!
+//! # Commands
+//!
+//! `PING`, `ECHO`, `GET`, `SET` (`NX`, `XX`, `GET`; no expiry options), `DEL`,
+//! `EXISTS`, `MGET`, `DBSIZE`, `QUIT`, `COMMAND` (`COUNT`, `DOCS`, `INFO`, `LIST`),
+//! `SELECT 0`, `CLIENT` (`SETNAME`, `GETNAME`, `SETINFO`, `ID`), `CONFIG GET`,
+//! `INFO [section ...]`, and the versioned commands of the lab:
+//!
+//! * `VGET key` → `[value or nil, version]` (version 0 when the key does not exist);
+//! * `VSET key value version` → `+OK` if the key is at `version` (0: it must not
+//!   exist), else `-ERRVERSION version mismatch: the key is at version N`, or, for a
+//!   non-zero version on a missing key (the lab's `ErrNoKey`),
+//!   `-ERRNOKEY no such key (use version 0 to create it)`.
+//!
+//! # Pipelining and batching
+//!
+//! A connection parses every complete request in its buffer (up to
+//! [`ServerConfig::max_batch`]) and runs them as one batch, in order, then writes all
+//! the replies with one write. Consecutive writes are packed into one
+//! [`Op::Batch`](crate::command::Op::Batch) command with one sequence number (split
+//! by [`ServerConfig::max_write_command_bytes`]), so the dedup table answers a retry
+//! of the whole pack; consecutive reads share one read barrier. Reads after writes
+//! run after those writes applied, so every command sees the effects of the ones
+//! before it on its connection.
+//!
+//! # Exactly once
+//!
+//! Each connection is a client session (a random id, sequence numbers from 1). The
+//! server retries transient failures (no leader, leader change, timeout, forwarding
+//! error) for [`ServerConfig::retry_budget`] with the same (client id, sequence
+//! number), and a connection has at most one write command in flight, so a retry is
+//! applied at most once and answered with the original reply.
+
+mod commands;
+mod config;
+mod connection;
+mod error;
+mod exec;
+mod forward;
+mod info;
+mod reply;
+mod resp_server;
+mod router;
+mod session;
+mod stats;
+
+pub use config::ServerConfig;
+pub use error::ServerError;
+pub use exec::{ExecError, execute_batch};
+pub use forward::{
+    FORWARD_FORMAT, ForwardReply, ForwardRequest, Forwarder, decode_forward_reply,
+    decode_forward_request, encode_forward_request, serve_forwarded,
+};
+pub use resp_server::RespServer;
+pub use stats::ServerStats;
