@@ -19,6 +19,7 @@ mod config;
 mod error;
 pub mod fault;
 pub mod file;
+pub mod inspect;
 mod memory;
 mod persister;
 mod poison;

@@ -110,6 +110,15 @@ fn check(bytes: &[u8], path: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads and checks `dir`'s identity file without writing anything (for `raftkv
+/// inspect`). A missing file is an [`StorageError::Io`] error naming it.
+pub(crate) fn verify(dir: &Path) -> Result<()> {
+    let path = dir.join(FILE_NAME);
+    let bytes =
+        fs::read(&path).map_err(|e| StorageError::io("read directory identity", &path, e))?;
+    check(&bytes, &path, dir)
+}
+
 /// Names that mark a RocksDB directory.
 fn looks_like_rocksdb(name: &str) -> bool {
     matches!(name, "CURRENT" | "LOCK" | "IDENTITY_ROCKSDB")

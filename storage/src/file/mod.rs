@@ -15,12 +15,14 @@
 //! answer with or without that record. `FORMAT.md` describes the bytes and the
 //! reasoning.
 
-mod identity;
+// identity, recovery and segment are pub(crate) for `raftkv inspect` (`crate::inspect`),
+// which reads a directory with them without repairing anything.
+pub(crate) mod identity;
 mod live;
 pub(crate) mod mmap;
 mod record;
-mod recovery;
-mod segment;
+pub(crate) mod recovery;
+pub(crate) mod segment;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -354,6 +354,18 @@ pub(crate) fn scan(dir: &Path, mode: Mode) -> Result<Scan> {
 }
 
 impl Scan {
+    /// The hard state the records give, before a snapshot raises `commit` (read-only
+    /// accessor for `raftkv inspect`).
+    pub(crate) fn raw_hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// `(base, last)`: the segments hold entries `base + 1 ..= last` (none if equal),
+    /// before the chosen snapshot is applied (read-only accessor for `raftkv inspect`).
+    pub(crate) fn raw_bounds(&self) -> (u64, u64) {
+        (self.raw.base, self.raw.last())
+    }
+
     /// Replays the segment whose bytes are the last of `bufs`. Returns the end of its
     /// last valid record and the highest entry index in it. `is_last` allows a torn tail.
     fn replay(&mut self, path: &Path, header: SegmentHeader, is_last: bool) -> Result<(u64, u64)> {

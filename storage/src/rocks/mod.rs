@@ -29,8 +29,10 @@
 //! Validation happens before anything is written; a rejected call changes nothing. Any
 //! failed write or sync, in RocksDB or in the snapshot store, poisons the persister.
 
-mod layout;
-mod recovery;
+// pub(crate) for `raftkv inspect` (`crate::inspect`), which reads the same layout
+// read-only and applies the same recovery rule.
+pub(crate) mod layout;
+pub(crate) mod recovery;
 mod snapshot_io;
 #[cfg(test)]
 mod tests;

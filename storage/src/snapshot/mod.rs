@@ -22,6 +22,7 @@ mod writer;
 pub use reader::SnapshotFileReader;
 pub(crate) use store::sync_dir;
 pub use store::{SnapshotFileInfo, SnapshotStore, file_name, parse_file_name};
+pub(crate) use validate::check_structure;
 pub use validate::validate_file;
 pub use writer::SnapshotFileWriter;
 
