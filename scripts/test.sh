@@ -14,6 +14,16 @@ source scripts/env.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
+# redis-cli for the interop test; that test skips (loudly) if this cannot install it.
+if ! have_pkg redis-tools; then
+  step "installing redis-tools (redis-cli) for the interop test"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  { "${sudo_cmd[@]}" apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq redis-tools >/dev/null; } ||
+    echo "!!! could not install redis-tools: the redis-cli interop test will be SKIPPED" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -34,7 +34,9 @@ pub use raftkv_consensus as consensus;
 pub use raftkv_kvservice as kvservice;
 pub use raftkv_storage as storage;
 
+pub mod client;
 mod db;
 pub mod demo;
+pub mod server;
 
 pub use db::{Db, DbConfig, DbError};

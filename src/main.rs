@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod cli;
 use raftkv::storage::{Backend, StorageConfig};
 
 #[derive(Parser)]
@@ -31,16 +33,68 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         batches: u64,
     },
+    /// Run one cluster member: Raft over TCP with its peers, Redis protocol for clients.
+    Server(cli::server::ServerArgs),
+    /// Start a local cluster of N server processes on loopback (Ctrl-C stops them all).
+    Cluster(cli::cluster::ClusterArgs),
+    /// Read a key (prints its value; exit 1 if it is missing).
+    Get {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: cli::client::Target,
+    },
+    /// Write a key.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        target: cli::client::Target,
+    },
+    /// Delete a key (prints 1 if it existed, else 0).
+    Del {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: cli::client::Target,
+    },
+    /// Print what a data directory holds (offline): backend, node id, hard state, log
+    /// range and size, and each snapshot with its checksum status. Exits non-zero on
+    /// any corruption.
+    Inspect {
+        /// The data directory of one member.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Server(_) | Command::Cluster(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
+        Command::Server(args) => cli::server::run(args),
+        Command::Cluster(args) => cli::cluster::run(args),
+        Command::Get { key, target } => cli::client::run(target, cli::client::Op::Get(key)),
+        Command::Put { key, value, target } => {
+            cli::client::run(target, cli::client::Op::Put(key, value))
+        }
+        Command::Del { key, target } => cli::client::run(target, cli::client::Op::Del(key)),
         Command::Demo {
             backend,
             data_dir,
             batches,
         } => demo(&backend, data_dir, batches),
+        Command::Inspect { dir } => cli::inspect::run(&dir),
     }
 }
 

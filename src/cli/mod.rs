@@ -1,0 +1,6 @@
+//! The subcommands of the `raftkv` binary, one module each.
+
+pub mod client;
+pub mod cluster;
+pub mod inspect;
+pub mod server;

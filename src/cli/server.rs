@@ -1,0 +1,88 @@
+//! `raftkv server`: run one cluster member until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use raftkv::server::{NodeConfig, NodeFile, Server, parse_peers};
+use raftkv::storage::Backend;
+
+/// Flags of `raftkv server`; each overrides the same key of `--config`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// This member's id (one of --peers).
+    #[arg(long)]
+    id: Option<u64>,
+    /// Every member's Raft address, this one included: `1=HOST:PORT,2=HOST:PORT,...`.
+    #[arg(long)]
+    peers: Option<String>,
+    /// Client (Redis protocol) listen address, `HOST:PORT`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory (not needed for the memory backend).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Storage backend: file (default), rocksdb or memory.
+    #[arg(long)]
+    backend: Option<Backend>,
+    /// Snapshot when the Raft state reaches 90% of this many bytes (-1: never).
+    #[arg(long, allow_negative_numbers = true)]
+    max_raft_state: Option<i64>,
+    /// `always` (default: fsync before acknowledging) or `never` (benchmarks only).
+    #[arg(long)]
+    fsync: Option<String>,
+    /// Largest bulk string a client may send, in bytes (default 512 MiB).
+    #[arg(long)]
+    max_bulk_bytes: Option<usize>,
+    /// A TOML file with the same keys (flags win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn into_file(self) -> Result<NodeFile, raftkv::server::ConfigError> {
+        let base = match &self.config {
+            Some(path) => NodeFile::load(path)?,
+            None => NodeFile::default(),
+        };
+        let flags = NodeFile {
+            id: self.id,
+            peers: self.peers.as_deref().map(parse_peers).transpose()?,
+            listen: self.listen,
+            data_dir: self.data_dir,
+            backend: self.backend,
+            max_raft_state: self.max_raft_state,
+            fsync: self.fsync,
+            max_bulk_bytes: self.max_bulk_bytes,
+            ..NodeFile::default()
+        };
+        Ok(base.overlay(flags))
+    }
+}
+
+/// Runs the member; exit 2 on a configuration error, 1 if it cannot start.
+pub fn run(args: ServerArgs) -> ExitCode {
+    let config = match args.into_file().and_then(NodeConfig::from_file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("raftkv server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let id = config.id;
+    let server = match Server::start(config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(id, error = %e, "cannot start");
+            eprintln!("raftkv server {id}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.run_until_signal() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftkv server {id}: waiting for signals: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! [`NodeConfig`]: everything one cluster member (`raftkv server`) is started with, read
+//! from an optional TOML file and overridden by command-line flags.
+//!
+//! ```toml
+//! id = 1
+//! listen = "127.0.0.1:6381"          # client (RESP) address
+//! data_dir = "/var/lib/raftkv/1"
+//! backend = "file"                   # file | rocksdb | memory
+//! max_raft_state = 67108864          # snapshot at 90% of this many bytes; -1: never
+//!
+//! [peers]                            # every member, this one included: Raft addresses
+//! 1 = "10.0.0.1:7001"
+//! 2 = "10.0.0.2:7001"
+//! 3 = "10.0.0.3:7001"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use raftkv_kvservice::rsm::ReadMode;
+use raftkv_storage::{Backend, Durability, NodeId, StorageConfig};
+
+/// A configuration error: which setting, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file does not parse, or holds an unknown or mistyped key.
+    #[error("parse config {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the line and key).
+        reason: String,
+    },
+    /// A setting is missing or has a bad value.
+    #[error("config `{field}`: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// The TOML file's shape: every field optional, so flags can supply the rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// This member's id.
+    pub id: Option<NodeId>,
+    /// Raft addresses of every member, this one included.
+    pub peers: Option<BTreeMap<String, String>>,
+    /// Client (RESP) listen address.
+    pub listen: Option<String>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Storage backend.
+    pub backend: Option<Backend>,
+    /// Snapshot threshold in bytes (-1: never).
+    pub max_raft_state: Option<i64>,
+    /// `always` (fsync before acknowledging; the default) or `never` (benchmarks only).
+    pub fsync: Option<String>,
+    /// Largest bulk string a client may send.
+    pub max_bulk_bytes: Option<usize>,
+    /// Most client connections.
+    pub max_clients: Option<usize>,
+    /// `readindex` (default) or `log`.
+    pub read_mode: Option<ReadMode>,
+    /// Length of one Raft tick in milliseconds (default 10).
+    pub tick_ms: Option<u64>,
+    /// Election timeout in ticks (randomised in [n, 2n); default 30).
+    pub election_ticks: Option<u32>,
+    /// Heartbeat interval in ticks (default 5).
+    pub heartbeat_ticks: Option<u32>,
+    /// zstd level of snapshots.
+    pub zstd_level: Option<i32>,
+    /// Identifies the cluster on the wire (default: derived from the member list).
+    pub cluster_id: Option<u64>,
+}
+
+impl NodeFile {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<NodeFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Overlays `other`'s set fields on this one (flags over file).
+    pub fn overlay(mut self, other: NodeFile) -> NodeFile {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            id,
+            peers,
+            listen,
+            data_dir,
+            backend,
+            max_raft_state,
+            fsync,
+            max_bulk_bytes,
+            max_clients,
+            read_mode,
+            tick_ms,
+            election_ticks,
+            heartbeat_ticks,
+            zstd_level,
+            cluster_id
+        );
+        self
+    }
+}
+
+/// A validated member configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This member's id (non-zero, one of `peers`).
+    pub id: NodeId,
+    /// Raft address of every member, this one included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The peers as written (host names kept), for messages.
+    pub peer_names: BTreeMap<NodeId, String>,
+    /// Client (RESP) listen address.
+    pub listen: SocketAddr,
+    /// Storage settings (backend, data directory, durability).
+    pub storage: StorageConfig,
+    /// Snapshot threshold (-1: never).
+    pub max_raft_state: i64,
+    /// Largest client bulk string.
+    pub max_bulk_bytes: usize,
+    /// Most client connections.
+    pub max_clients: usize,
+    /// How linearizable reads are served.
+    pub read_mode: ReadMode,
+    /// One Raft tick.
+    pub tick: Duration,
+    /// Election timeout in ticks.
+    pub election_ticks: u32,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: u32,
+    /// Cluster id checked in every peer connection's hello.
+    pub cluster_id: u64,
+}
+
+/// Default snapshot threshold: 64 MiB of Raft state.
+pub const DEFAULT_MAX_RAFT_STATE: i64 = 64 << 20;
+
+/// Parses `1=host:port,2=host:port,...`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| invalid("peers", format!("`{part}` is not ID=HOST:PORT")))?;
+        if out
+            .insert(id.trim().to_string(), addr.trim().to_string())
+            .is_some()
+        {
+            return Err(invalid(
+                "peers",
+                format!("member {} is listed twice", id.trim()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn resolve(field: &'static str, addr: &str) -> Result<SocketAddr, ConfigError> {
+    addr.to_socket_addrs()
+        .map_err(|e| invalid(field, format!("cannot resolve `{addr}`: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(field, format!("`{addr}` resolves to no address")))
+}
+
+impl NodeConfig {
+    /// Validates a merged file + flags configuration.
+    pub fn from_file(f: NodeFile) -> Result<NodeConfig, ConfigError> {
+        let id = f.id.ok_or_else(|| invalid("id", "is required (--id)"))?;
+        if id == 0 {
+            return Err(invalid("id", "must be non-zero"));
+        }
+        let raw = f
+            .peers
+            .ok_or_else(|| invalid("peers", "is required (--peers)"))?;
+        let mut peers = BTreeMap::new();
+        let mut peer_names = BTreeMap::new();
+        for (k, v) in raw {
+            let pid: NodeId =
+                k.parse().ok().filter(|&p| p != 0).ok_or_else(|| {
+                    invalid("peers", format!("`{k}` is not a non-zero member id"))
+                })?;
+            peers.insert(pid, resolve("peers", &v)?);
+            peer_names.insert(pid, v);
+        }
+        if !peers.contains_key(&id) {
+            return Err(invalid(
+                "peers",
+                format!("must include this member (id {id}): it gives its Raft address"),
+            ));
+        }
+        let mut seen = BTreeMap::new();
+        for (pid, addr) in &peers {
+            if let Some(other) = seen.insert(*addr, *pid) {
+                return Err(invalid(
+                    "peers",
+                    format!("members {other} and {pid} share the address {addr}"),
+                ));
+            }
+        }
+        let listen = resolve(
+            "listen",
+            f.listen
+                .as_deref()
+                .ok_or_else(|| invalid("listen", "is required (--listen)"))?,
+        )?;
+        if peers.values().any(|a| *a == listen) {
+            return Err(invalid(
+                "listen",
+                format!("{listen} is also a Raft peer address"),
+            ));
+        }
+        let backend = f.backend.unwrap_or_default();
+        let mut storage = match (&f.data_dir, backend) {
+            (_, Backend::Memory) => {
+                let mut s = StorageConfig::new(Backend::Memory, "");
+                s.dir = None;
+                s
+            }
+            (Some(d), b) => StorageConfig::new(b, d),
+            (None, b) => {
+                return Err(invalid(
+                    "data_dir",
+                    format!("is required for backend {b} (--data-dir)"),
+                ));
+            }
+        };
+        storage.durability = match f.fsync.as_deref() {
+            None | Some("always") => Durability::Immediate,
+            Some("never") => Durability::None,
+            Some(other) => {
+                return Err(invalid(
+                    "fsync",
+                    format!("`{other}` is not `always` or `never`"),
+                ));
+            }
+        };
+        if let Some(level) = f.zstd_level {
+            storage.zstd_level = level;
+        }
+        storage
+            .validate()
+            .map_err(|e| invalid("storage", e.to_string()))?;
+        let max_raft_state = f.max_raft_state.unwrap_or(DEFAULT_MAX_RAFT_STATE);
+        if (0..4096).contains(&max_raft_state) {
+            return Err(invalid(
+                "max_raft_state",
+                format!("{max_raft_state} bytes is too small (at least 4096, or -1 for never)"),
+            ));
+        }
+        let max_bulk_bytes = f.max_bulk_bytes.unwrap_or(512 << 20);
+        if max_bulk_bytes == 0 || max_bulk_bytes > (1 << 30) {
+            return Err(invalid("max_bulk_bytes", "must be in 1..=1 GiB"));
+        }
+        let tick_ms = f.tick_ms.unwrap_or(10);
+        if !(1..=1000).contains(&tick_ms) {
+            return Err(invalid("tick_ms", format!("{tick_ms} is outside 1..=1000")));
+        }
+        let election_ticks = f.election_ticks.unwrap_or(30);
+        let heartbeat_ticks = f.heartbeat_ticks.unwrap_or(5);
+        if heartbeat_ticks == 0 || heartbeat_ticks >= election_ticks {
+            return Err(invalid(
+                "heartbeat_ticks",
+                format!(
+                    "{heartbeat_ticks} must be at least 1 and below election_ticks ({election_ticks})"
+                ),
+            ));
+        }
+        let cluster_id = f.cluster_id.unwrap_or_else(|| derive_cluster_id(&peers));
+        Ok(NodeConfig {
+            id,
+            peers,
+            peer_names,
+            listen,
+            storage,
+            max_raft_state,
+            max_bulk_bytes,
+            max_clients: f.max_clients.unwrap_or(10_000).max(1),
+            read_mode: f.read_mode.unwrap_or_default(),
+            tick: Duration::from_millis(tick_ms),
+            election_ticks,
+            heartbeat_ticks,
+            cluster_id,
+        })
+    }
+}
+
+/// A cluster id every member computes alike from the member list (ids and addresses),
+/// so that members of two different clusters refuse each other's connections.
+pub fn derive_cluster_id(peers: &BTreeMap<NodeId, SocketAddr>) -> u64 {
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (id, addr) in peers {
+        for b in id
+            .to_le_bytes()
+            .iter()
+            .chain(addr.to_string().as_bytes())
+            .chain(b";")
+        {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(id: u64) -> NodeFile {
+        NodeFile {
+            id: Some(id),
+            peers: Some(
+                parse_peers("1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003")
+                    .expect("must succeed"),
+            ),
+            listen: Some("127.0.0.1:6381".into()),
+            data_dir: Some("/tmp/x".into()),
+            ..NodeFile::default()
+        }
+    }
+
+    #[test]
+    fn flags_alone_make_a_valid_config() {
+        let c = NodeConfig::from_file(flags(2)).expect("must succeed");
+        assert_eq!(c.id, 2);
+        assert_eq!(c.peers.len(), 3);
+        assert_eq!(c.storage.backend, Backend::File);
+        assert_eq!(c.max_raft_state, DEFAULT_MAX_RAFT_STATE);
+        assert_eq!(
+            c.cluster_id,
+            NodeConfig::from_file(flags(1))
+                .expect("must succeed")
+                .cluster_id
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: NodeFile = toml::from_str(
+            "id = 3\nlisten = \"127.0.0.1:9999\"\nbackend = \"memory\"\nmax_raft_state = 100000\n[peers]\n3 = \"127.0.0.1:7003\"\n",
+        )
+        .expect("must succeed");
+        let c = NodeConfig::from_file(file.overlay(flags(1))).expect("must succeed");
+        assert_eq!(c.id, 1, "flag wins");
+        assert_eq!(c.listen.port(), 6381, "flag wins");
+        assert_eq!(c.storage.backend, Backend::Memory, "file value kept");
+        assert_eq!(c.max_raft_state, 100_000);
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let err = |f: NodeFile| NodeConfig::from_file(f).expect_err("must fail").to_string();
+        assert!(
+            err(NodeFile {
+                id: Some(4),
+                ..flags(1)
+            })
+            .contains("`peers`")
+        );
+        assert!(
+            err(NodeFile {
+                id: None,
+                ..flags(1)
+            })
+            .contains("`id`")
+        );
+        assert!(
+            err(NodeFile {
+                listen: Some("127.0.0.1:7001".into()),
+                ..flags(1)
+            })
+            .contains("`listen`")
+        );
+        assert!(
+            err(NodeFile {
+                fsync: Some("sometimes".into()),
+                ..flags(1)
+            })
+            .contains("`fsync`")
+        );
+        assert!(
+            err(NodeFile {
+                max_raft_state: Some(10),
+                ..flags(1)
+            })
+            .contains("`max_raft_state`")
+        );
+        assert!(
+            err(NodeFile {
+                data_dir: None,
+                ..flags(1)
+            })
+            .contains("`data_dir`")
+        );
+        assert!(
+            parse_peers("1=a:1,1=b:2")
+                .expect_err("must fail")
+                .to_string()
+                .contains("twice")
+        );
+        assert!(
+            parse_peers("1:a")
+                .expect_err("must fail")
+                .to_string()
+                .contains("ID=HOST:PORT")
+        );
+        let unknown = toml::from_str::<NodeFile>("idd = 1")
+            .expect_err("must fail")
+            .to_string();
+        assert!(unknown.contains("idd"), "{unknown}");
+    }
+}

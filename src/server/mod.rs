@@ -1,0 +1,244 @@
+//! [`Server`]: one cluster member in a process — storage, a Raft node talking TCP to
+//! its peers, the replicated KV state machine, and the Redis-protocol front end.
+//!
+//! ```text
+//!   clients ──RESP──▶ RespServer ──▶ Replica (Rsm + Node) ──▶ Persister
+//!                        │  ▲                │  ▲
+//!        forward to leader│  │serve forwarded │  │ Raft messages, snapshots
+//!                        ▼  │                ▼  │
+//!                     TcpTransport ◀──────── peers (frames over TCP)
+//! ```
+//!
+//! `raftkv server` builds one from a [`NodeConfig`], then [`Server::run_until_signal`].
+
+mod config;
+mod forward;
+pub mod member_file;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftkv_consensus::Config as RaftConfig;
+use raftkv_consensus::node::NodeOptions;
+use raftkv_consensus::transport::tcp::{TcpConfig, TcpTransport};
+use raftkv_kvservice::error::KvError;
+use raftkv_kvservice::replica::{Replica, ReplicaConfig};
+use raftkv_kvservice::rsm::RsmConfig;
+use raftkv_kvservice::server::{RespServer, ServerConfig};
+use raftkv_storage::{Persister, StorageError};
+
+pub use config::{
+    ConfigError, DEFAULT_MAX_RAFT_STATE, NodeConfig, NodeFile, derive_cluster_id, parse_peers,
+};
+use forward::{ForwardHandler, TcpForwarder};
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be opened or recovered.
+    #[error("storage ({dir}): {source}")]
+    Storage {
+        /// The data directory (or "memory").
+        dir: String,
+        /// Why.
+        source: StorageError,
+    },
+    /// The data directory belongs to another member, or its `MEMBER` file is bad.
+    #[error("data directory: {reason}")]
+    Member {
+        /// What is wrong, naming the directory.
+        reason: String,
+    },
+    /// The IO runtime could not start.
+    #[error("start the IO runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The Raft transport could not start (its listen address is named).
+    #[error("raft transport: {0}")]
+    Transport(String),
+    /// The Raft node or state machine could not start.
+    #[error("replica: {0}")]
+    Replica(KvError),
+    /// The client listener could not start (its address is named).
+    #[error("client listener: {0}")]
+    Client(String),
+}
+
+/// A running member.
+pub struct Server {
+    config: NodeConfig,
+    runtime: Option<tokio::runtime::Runtime>,
+    transport: Arc<TcpTransport>,
+    replica: Arc<Replica>,
+    resp: RespServer,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("id", &self.config.id)
+            .field("listen", &self.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the data directory, recovers, joins the peers and starts serving clients.
+    pub fn start(config: NodeConfig) -> Result<Server, ServerError> {
+        let started = Instant::now();
+        let dir = config
+            .storage
+            .dir
+            .as_ref()
+            .map_or_else(|| "memory".to_string(), |d| d.display().to_string());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("raftkv-io")
+            .enable_all()
+            .build()
+            .map_err(ServerError::Runtime)?;
+        let persister: Arc<dyn Persister> = Arc::from(
+            config
+                .storage
+                .open()
+                .map_err(|source| ServerError::Storage { dir, source })?,
+        );
+        if let Some(dir) = &config.storage.dir {
+            member_file::ensure(dir, config.id, config.cluster_id)
+                .map_err(|reason| ServerError::Member { reason })?;
+        }
+        let raft_addr = config.peers[&config.id];
+        let mut tcp = TcpConfig::new(config.id, raft_addr, config.peers.clone());
+        tcp.cluster_id = config.cluster_id;
+        let transport = TcpTransport::start(tcp, runtime.handle().clone())
+            .map_err(|e| ServerError::Transport(e.to_string()))?;
+
+        let mut raft = RaftConfig::new(config.id, config.peers.keys().copied().collect());
+        raft.election_ticks = config.election_ticks;
+        raft.heartbeat_ticks = config.heartbeat_ticks;
+        let node = NodeOptions {
+            tick: config.tick,
+            seed: rand::random(),
+            ..NodeOptions::default()
+        };
+        let rsm = RsmConfig {
+            max_raft_state: config.max_raft_state,
+            read_mode: config.read_mode,
+            ..RsmConfig::default()
+        };
+        let replica = match Replica::start(
+            ReplicaConfig { raft, node, rsm },
+            persister,
+            Arc::clone(&transport) as _,
+        ) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                transport.shutdown();
+                return Err(ServerError::Replica(e));
+            }
+        };
+        transport.attach(replica.node().clone());
+        transport.set_request_handler(Arc::new(ForwardHandler::new(Arc::clone(&replica))));
+
+        let mut client = ServerConfig::new(config.listen);
+        client.max_bulk_bytes = config.max_bulk_bytes;
+        client.max_clients = config.max_clients;
+        client.peer_addrs = config.peer_names.clone();
+        let forwarder = Arc::new(TcpForwarder::new(Arc::clone(&transport)));
+        let resp = match RespServer::start(
+            client,
+            Arc::clone(&replica),
+            Some(forwarder),
+            runtime.handle(),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                replica.shutdown();
+                transport.shutdown();
+                return Err(ServerError::Client(e.to_string()));
+            }
+        };
+        let status = replica.node().status();
+        tracing::info!(
+            id = config.id,
+            raft = %raft_addr,
+            client = %resp.local_addr(),
+            backend = replica.persister().backend_name(),
+            data_dir = %config.storage.dir.as_ref().map_or("-".into(), |d| d.display().to_string()),
+            term = status.term,
+            snapshot_index = status.snapshot_index,
+            recovered_index = status.last_index,
+            restart_ms = started.elapsed().as_secs_f64() * 1e3,
+            "raftkv member started"
+        );
+        Ok(Server {
+            config,
+            runtime: Some(runtime),
+            transport,
+            replica,
+            resp,
+            started,
+        })
+    }
+
+    /// The client (RESP) address actually bound.
+    pub fn client_addr(&self) -> std::net::SocketAddr {
+        self.resp.local_addr()
+    }
+
+    /// The replica (for status and tests).
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then stops gracefully.
+    pub fn run_until_signal(mut self) -> std::io::Result<()> {
+        let runtime = self.runtime.take().expect("runtime present until shutdown");
+        let signal = runtime.block_on(wait_for_signal());
+        tracing::info!(id = self.config.id, signal = signal?, "stopping");
+        self.runtime = Some(runtime);
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Stops serving clients, then Raft and the state machine, then the transport.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        self.resp.shutdown();
+        self.replica.shutdown();
+        self.transport.shutdown();
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        tracing::info!(
+            id = self.config.id,
+            uptime_s = self.started.elapsed().as_secs(),
+            "raftkv member stopped"
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+pub async fn wait_for_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
