@@ -20,6 +20,7 @@ mod error;
 pub mod fault;
 pub mod file;
 pub mod inspect;
+pub mod fuzzing;
 mod memory;
 mod persister;
 mod poison;

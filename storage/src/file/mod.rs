@@ -20,7 +20,7 @@
 pub(crate) mod identity;
 mod live;
 pub(crate) mod mmap;
-mod record;
+pub(crate) mod record;
 pub(crate) mod recovery;
 pub(crate) mod segment;
 
