@@ -445,4 +445,21 @@ mod tests {
             .to_string();
         assert!(unknown.contains("idd"), "{unknown}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// The twin of the `node_config` fuzz target: any text is a config or an error.
+        #[test]
+        fn any_text_is_a_config_or_an_error(text in "[a-z_=\"0-9 .:,\n\\[\\]-]{0,160}") {
+            if let Ok(file) = toml::from_str::<NodeFile>(&text) {
+                let literal = |a: &str| a.parse::<SocketAddr>().is_ok();
+                if file.peers.as_ref().is_none_or(|p| p.values().all(|a| literal(a)))
+                    && file.listen.as_deref().is_none_or(literal)
+                {
+                    let _ = NodeConfig::from_file(file);
+                }
+            }
+        }
+    }
 }

@@ -96,9 +96,10 @@ pub fn log_payload(kind: u8, payload: &[u8]) -> bool {
 /// reads it the way recovery and `raftkv inspect` do.
 pub fn snapshot_raw(input: &[u8]) -> Result<u64> {
     let scratch = Scratch::new();
-    let path = scratch
-        .0
-        .join(crate::snapshot::file_name(SnapshotMeta { index: 5, term: 1 }));
+    let path = scratch.0.join(crate::snapshot::file_name(SnapshotMeta {
+        index: 5,
+        term: 1,
+    }));
     std::fs::write(&path, input).expect("write fuzz snapshot");
     read_snapshot(&path)
 }
@@ -150,7 +151,10 @@ fn read_snapshot(path: &Path) -> Result<u64> {
             Err(e) => return Err(crate::StorageError::io("read fuzz snapshot", path, e)),
         }
     }
-    assert_eq!(total, info.uncompressed_bytes, "a validated snapshot reads in full");
+    assert_eq!(
+        total, info.uncompressed_bytes,
+        "a validated snapshot reads in full"
+    );
     Ok(total)
 }
 
