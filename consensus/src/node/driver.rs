@@ -6,19 +6,33 @@
 //! 2. Take every queued input (up to [`NodeOptions::max_batch_inputs`]) and feed it to
 //!    the core: proposals, peer messages, read requests, snapshot events.
 //! 3. Fire the ticks that are due.
-//! 4. Drain the core's `Ready`s: send `messages`, write `persist` with **one**
-//!    `Persister::write`, call `on_persisted`, then send `persisted_messages`, start
-//!    snapshot streams, queue `apply` for the apply stream and answer reads.
+//! 4. Drain the core's `Ready`s: send `messages`, hand `persist` to the log writer (or,
+//!    with [`NodeOptions::background_writes`] off, write it here with **one**
+//!    `Persister::write` and call `on_persisted`), send the `persisted_messages` once
+//!    their batch is durable, start snapshot streams, queue `apply` for the apply
+//!    stream and answer reads.
 //!
-//! Because step 2 takes everything that queued up while the previous write was
-//! syncing, concurrent proposals share one write and one fsync (group commit), and the
-//! batch grows exactly when the disk is the bottleneck.
+//! # Writes in the background
+//!
+//! By default the batches are written by the [log writer](super::writer) thread, so
+//! the driver never waits for a sync: while one batch syncs, it sends the AppendEntries
+//! for the next proposals and takes the followers' answers, and a leader commits as soon
+//! as a quorum has the entries durable — two followers may make that quorum before the
+//! leader's own sync ends. The writer merges every batch that queued up while it was
+//! syncing into one write (group commit), so the batch grows exactly when the disk is
+//! the bottleneck. When a write completes, the writer wakes the driver
+//! ([`Input::Persisted`]), which calls `on_persisted` for the last batch written and
+//! sends the `persisted_messages` held for it (and for every earlier batch: a Ready
+//! without a batch of its own holds its persisted messages behind the batches in
+//! flight). Received snapshots are committed only with no batch in flight. While
+//! writes are fast (they do not sync), the driver writes a batch itself when none is
+//! in flight: handing it over would cost more than the write.
 //!
 //! A failed `Persister::write` (or snapshot commit) is fatal: the loop stops at once,
 //! without sending what the write should have made durable, and every pending and
 //! later request fails with [`NodeError::Stopped`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, PoisonError};
@@ -27,7 +41,9 @@ use std::time::{Duration, Instant};
 use raftkv_storage::{NodeId, Persister, SnapshotMeta, SnapshotWriter, StorageError};
 
 use super::apply::{ApplyItem, ApplyQueue};
+use super::done::Done;
 use super::error::{FatalError, NodeError};
+use super::writer::{Writer, Written};
 use super::{NodeOptions, Shared};
 use crate::transport::{SnapshotDone, SnapshotStreamError, Transport};
 use crate::{Apply, Message, MessageBody, RaftCore, Role, SnapshotSend, Status};
@@ -36,28 +52,34 @@ use crate::{Apply, Message, MessageBody, RaftCore, Role, SnapshotSend, Status};
 /// beyond that, missed ticks are skipped rather than fired in a burst.
 const MAX_CATCHUP_TICKS: u32 = 5;
 
-/// A reply slot for one request.
+/// A reply slot for one blocking request.
 pub(crate) type Reply<T> = SyncSender<T>;
+
+/// Called on the driver thread with the node's status: when it subscribes, then after
+/// every round in which the role, the term or the leader changed.
+pub(crate) type StatusWatcher = Box<dyn FnMut(&Status) + Send>;
 
 /// What the driver thread is asked to do.
 pub(crate) enum Input {
     Propose {
         data: Vec<u8>,
-        reply: Reply<Result<(u64, u64), NodeError>>,
+        reply: Done<(u64, u64)>,
     },
     ProposeBatch {
         batch: Vec<Vec<u8>>,
-        reply: Reply<Vec<Result<(u64, u64), NodeError>>>,
+        reply: Done<Vec<Result<(u64, u64), NodeError>>>,
     },
     Step(Message),
     ReadIndex {
         deadline: Instant,
-        reply: Reply<Result<u64, NodeError>>,
+        timeout: Duration,
+        reply: Done<u64>,
     },
     TransferLeadership {
         to: NodeId,
-        reply: Reply<Result<(), NodeError>>,
+        reply: Done<()>,
     },
+    WatchStatus(StatusWatcher),
     SnapshotTaken(SnapshotMeta),
     SnapshotOffer {
         from: NodeId,
@@ -78,30 +100,24 @@ pub(crate) enum Input {
     },
     /// The apply stream's consumer made room.
     ApplySpace,
+    /// The log writer finished a write (or failed).
+    Persisted,
     Shutdown,
 }
 
 impl Input {
     /// Answers the request, if it is one, with "node `id` stopped".
-    fn refuse(self, id: NodeId, cause: &Option<Arc<FatalError>>) {
+    pub(crate) fn refuse(self, id: NodeId, cause: &Option<Arc<FatalError>>) {
         let stopped = || NodeError::Stopped {
             id,
             cause: cause.clone(),
         };
         // A requester that gave up no longer listens; nothing to do then.
         match self {
-            Self::Propose { reply, .. } => {
-                let _ = reply.send(Err(stopped()));
-            }
-            Self::ProposeBatch { batch, reply } => {
-                let _ = reply.send(batch.iter().map(|_| Err(stopped())).collect());
-            }
-            Self::ReadIndex { reply, .. } => {
-                let _ = reply.send(Err(stopped()));
-            }
-            Self::TransferLeadership { reply, .. } => {
-                let _ = reply.send(Err(stopped()));
-            }
+            Self::Propose { reply, .. } => reply.complete(Err(stopped())),
+            Self::ProposeBatch { reply, .. } => reply.complete(Err(stopped())),
+            Self::ReadIndex { reply, .. } => reply.complete(Err(stopped())),
+            Self::TransferLeadership { reply, .. } => reply.complete(Err(stopped())),
             Self::SnapshotOffer { reply, .. } => {
                 let _ = reply.send(false);
             }
@@ -112,6 +128,8 @@ impl Input {
             | Self::SnapshotTaken(_)
             | Self::SnapshotSendDone { .. }
             | Self::ApplySpace
+            | Self::Persisted
+            | Self::WatchStatus(_)
             | Self::Shutdown => {}
         }
     }
@@ -120,7 +138,8 @@ impl Input {
 struct PendingRead {
     term: u64,
     deadline: Instant,
-    reply: Reply<Result<u64, NodeError>>,
+    timeout: Duration,
+    reply: Done<u64>,
 }
 
 enum Flow {
@@ -150,6 +169,18 @@ pub(crate) struct Driver {
     snapshots_in_flight: HashSet<NodeId>,
     last_role: Role,
     last_term: u64,
+    last_leader: Option<NodeId>,
+    watchers: Vec<StatusWatcher>,
+    /// The log writer thread; `None`: writes on this thread.
+    writer: Option<Writer>,
+    /// The last persist id given to `on_persisted`.
+    acked: u64,
+    /// Since when a batch is in flight (roughly: reset on each write that completes).
+    write_since: Option<Instant>,
+    /// A write in flight this long makes the driver wait for it (the election timeout).
+    write_stall_limit: Duration,
+    /// Persisted messages waiting for the batch with this id (and every earlier one).
+    held: VecDeque<(u64, Vec<Message>)>,
 }
 
 impl Driver {
@@ -167,8 +198,13 @@ impl Driver {
         apply: ApplyQueue,
         last_apply_index: u64,
         options: &NodeOptions,
+        writer: Option<(Writer, Duration)>,
     ) -> Self {
         let status = core.status();
+        let (writer, write_stall_limit) = match writer {
+            Some((w, limit)) => (Some(w), limit),
+            None => (None, Duration::MAX),
+        };
         Self {
             id: status.id,
             core,
@@ -188,6 +224,13 @@ impl Driver {
             snapshots_in_flight: HashSet::new(),
             last_role: status.role,
             last_term: status.term,
+            last_leader: status.leader,
+            watchers: Vec::new(),
+            writer,
+            acked: 0,
+            write_since: None,
+            write_stall_limit,
+            held: VecDeque::new(),
         }
     }
 
@@ -209,7 +252,7 @@ impl Driver {
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.publish_status();
         for (_, read) in self.reads.drain() {
-            let _ = read.reply.send(Err(NodeError::Stopped {
+            read.reply.complete(Err(NodeError::Stopped {
                 id: self.id,
                 cause: fatal.clone(),
             }));
@@ -217,6 +260,8 @@ impl Driver {
         while let Ok(input) = self.inbox.try_recv() {
             input.refuse(self.id, &fatal);
         }
+        // Let the writer finish what it has (a restart must not race it).
+        drop(self.writer.take());
         if fatal.is_none() {
             tracing::info!(node = self.id, "raft node shut down");
         }
@@ -250,6 +295,18 @@ impl Driver {
                     None
                 };
             }
+            if self
+                .write_since
+                .is_some_and(|t| t.elapsed() >= self.write_stall_limit)
+            {
+                // The disk stalls: stop here, as a synchronous writer would, rather than
+                // lead (heartbeat) without being able to apply.
+                tracing::warn!(
+                    node = self.id,
+                    "a log write is taking longer than the election timeout; waiting for it"
+                );
+                self.absorb_writes(true)?;
+            }
             self.fire_due_ticks();
             self.process_ready()?;
             self.apply.flush();
@@ -261,17 +318,21 @@ impl Driver {
         match input {
             Input::Propose { data, reply } => {
                 let r = self.propose(data);
-                let _ = reply.send(r);
+                reply.complete(r);
             }
             Input::ProposeBatch { batch, reply } => {
                 let r = batch.into_iter().map(|d| self.propose(d)).collect();
-                let _ = reply.send(r);
+                reply.complete(Ok(r));
             }
             Input::Step(msg) => {
                 self.shared.inbox_messages.fetch_sub(1, Ordering::Relaxed);
                 self.core.step(msg);
             }
-            Input::ReadIndex { deadline, reply } => {
+            Input::ReadIndex {
+                deadline,
+                timeout,
+                reply,
+            } => {
                 let ctx = self.next_read_ctx;
                 self.next_read_ctx += 1;
                 match self.core.read_index(ctx) {
@@ -282,13 +343,12 @@ impl Driver {
                             PendingRead {
                                 term,
                                 deadline,
+                                timeout,
                                 reply,
                             },
                         );
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(NodeError::Rejected(e)));
-                    }
+                    Err(e) => reply.complete(Err(NodeError::Rejected(e))),
                 }
             }
             Input::TransferLeadership { to, reply } => {
@@ -296,7 +356,11 @@ impl Driver {
                     .core
                     .transfer_leadership(to)
                     .map_err(NodeError::Rejected);
-                let _ = reply.send(r);
+                reply.complete(r);
+            }
+            Input::WatchStatus(mut watcher) => {
+                watcher(&self.core.status());
+                self.watchers.push(watcher);
             }
             Input::SnapshotTaken(meta) => self.snapshot_taken(meta),
             Input::SnapshotOffer {
@@ -334,6 +398,7 @@ impl Driver {
                 }
             }
             Input::ApplySpace => {}
+            Input::Persisted => self.absorb_writes(false)?,
             Input::Shutdown => return Ok(Flow::Exit),
         }
         Ok(Flow::Continue)
@@ -372,8 +437,16 @@ impl Driver {
         writer: Box<dyn SnapshotWriter>,
     ) -> Result<Result<(), SnapshotStreamError>, FatalError> {
         // Make everything the core produced so far durable first, so that the commit
-        // does not interleave with a half-processed Ready.
+        // does not interleave with a half-processed Ready or a write in flight.
         self.process_ready()?;
+        while self
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.submitted() > self.acked)
+        {
+            self.absorb_writes(true)?;
+            self.process_ready()?;
+        }
         if !self.core.snapshot_offer(from, term, meta) {
             return Ok(Err(SnapshotStreamError::Rejected { meta }));
         }
@@ -416,8 +489,21 @@ impl Driver {
             self.next_tick = now + self.tick;
         }
         if fired > 0 && !self.reads.is_empty() {
-            // Callers that gave up are no longer listening.
-            self.reads.retain(|_, r| r.deadline > now);
+            let expired: Vec<u64> = self
+                .reads
+                .iter()
+                .filter(|(_, r)| r.deadline <= now)
+                .map(|(&ctx, _)| ctx)
+                .collect();
+            for ctx in expired {
+                if let Some(read) = self.reads.remove(&ctx) {
+                    read.reply.complete(Err(NodeError::Timeout {
+                        id: self.id,
+                        op: "read_index",
+                        after: read.timeout,
+                    }));
+                }
+            }
         }
     }
 
@@ -428,16 +514,42 @@ impl Driver {
             for msg in ready.messages {
                 self.transport.send(msg);
             }
-            if let Some(persist) = ready.persist {
-                if !persist.batch.is_empty() {
-                    self.persister
-                        .write(&persist.batch)
-                        .map_err(FatalError::Persist)?;
+            match &mut self.writer {
+                Some(writer) => {
+                    if let Some(persist) = ready.persist {
+                        if writer.prefers_inline(self.acked) {
+                            writer
+                                .write_inline(&*self.persister, persist.id, &persist.batch)
+                                .map_err(FatalError::Persist)?;
+                            self.acked = persist.id;
+                            self.core.on_persisted(persist.id);
+                        } else {
+                            writer.submit(persist.id, persist.batch);
+                            self.write_since.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    let pending = writer.submitted();
+                    if pending > self.acked && !ready.persisted_messages.is_empty() {
+                        self.held.push_back((pending, ready.persisted_messages));
+                    } else {
+                        for msg in ready.persisted_messages {
+                            self.transport.send(msg);
+                        }
+                    }
                 }
-                self.core.on_persisted(persist.id);
-            }
-            for msg in ready.persisted_messages {
-                self.transport.send(msg);
+                None => {
+                    if let Some(persist) = ready.persist {
+                        if !persist.batch.is_empty() {
+                            self.persister
+                                .write(&persist.batch)
+                                .map_err(FatalError::Persist)?;
+                        }
+                        self.core.on_persisted(persist.id);
+                    }
+                    for msg in ready.persisted_messages {
+                        self.transport.send(msg);
+                    }
+                }
             }
             for send in ready.snapshot_sends {
                 self.start_snapshot_send(send);
@@ -447,7 +559,44 @@ impl Driver {
             }
             for rs in ready.read_states {
                 if let Some(read) = self.reads.remove(&rs.ctx) {
-                    let _ = read.reply.send(Ok(rs.index));
+                    read.reply.complete(Ok(rs.index));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the log writer's progress (waiting for every batch in flight if `all`):
+    /// tells the core what became durable and sends the messages held for it. A failed
+    /// write is fatal.
+    fn absorb_writes(&mut self, all: bool) -> Result<(), FatalError> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        let durable = match if all {
+            writer.wait_all()
+        } else {
+            writer.poll()
+        } {
+            Written::Durable(id) => id,
+            Written::Failed(e) => return Err(FatalError::Persist(e)),
+        };
+        if all && durable < writer.submitted() {
+            return Err(self.invariant(format!(
+                "the log writer stopped with batch {} of {} durable",
+                durable,
+                writer.submitted()
+            )));
+        }
+        self.write_since = (durable < writer.submitted()).then(Instant::now);
+        if durable > self.acked {
+            self.acked = durable;
+            self.core.on_persisted(durable);
+            while self.held.front().is_some_and(|&(id, _)| id <= durable) {
+                if let Some((_, msgs)) = self.held.pop_front() {
+                    for msg in msgs {
+                        self.transport.send(msg);
+                    }
                 }
             }
         }
@@ -560,29 +709,40 @@ impl Driver {
     /// Publishes the status and fails reads that can no longer complete.
     fn after_round(&mut self) {
         let status = self.publish_status();
-        if status.role != self.last_role || status.term != self.last_term {
+        if status.role != self.last_role
+            || status.term != self.last_term
+            || status.leader != self.last_leader
+        {
             tracing::debug!(
                 node = self.id,
                 role = ?status.role,
                 term = status.term,
                 leader = ?status.leader,
-                "role or term changed"
+                "role, term or leader changed"
             );
             self.last_role = status.role;
             self.last_term = status.term;
+            self.last_leader = status.leader;
+            for watcher in &mut self.watchers {
+                watcher(&status);
+            }
         }
         if !self.reads.is_empty() {
             let leader = status.role == Role::Leader;
-            self.reads.retain(|_, read| {
-                if leader && read.term == status.term {
-                    return true;
+            let lost: Vec<u64> = self
+                .reads
+                .iter()
+                .filter(|(_, read)| !leader || read.term != status.term)
+                .map(|(&ctx, _)| ctx)
+                .collect();
+            for ctx in lost {
+                if let Some(read) = self.reads.remove(&ctx) {
+                    read.reply.complete(Err(NodeError::LeadershipLost {
+                        term: status.term,
+                        leader_hint: status.leader,
+                    }));
                 }
-                let _ = read.reply.send(Err(NodeError::LeadershipLost {
-                    term: status.term,
-                    leader_hint: status.leader,
-                }));
-                false
-            });
+            }
         }
     }
 

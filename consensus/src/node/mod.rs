@@ -3,16 +3,20 @@
 //!
 //! ```text
 //!  proposers ──propose──┐                          ┌──▶ Transport::send / send_snapshot
-//!  transport ──receive──┼──▶ inbox ──▶ driver ─────┼──▶ Persister::write (one per Ready)
+//!  transport ──receive──┼──▶ inbox ──▶ driver ─────┼──▶ log writer ──▶ Persister::write
 //!  clock ───────tick────┘     (RaftCore owner)     └──▶ ApplyStream (bounded, ordered)
 //! ```
 //!
-//! * [`Node::start`] recovers the core from the persister and starts the driver thread.
-//!   The driver's loop takes every queued input, then drains the core's `Ready`s:
-//!   messages out, then **one** `Persister::write` per `Ready` (so proposals that queued
-//!   up meanwhile share one sync: group commit), `on_persisted`, then the messages that
-//!   needed durability. The write is synchronous on the driver thread: a leader whose
-//!   disk stalls for longer than the election timeout loses its leadership.
+//! * [`Node::start`] recovers the core from the persister and starts the driver thread
+//!   (and the log writer's). The driver's loop takes every queued input, then drains
+//!   the core's `Ready`s: messages out, the batch to persist to the log writer, which
+//!   writes everything that queued up during its previous sync with **one**
+//!   `Persister::write` (group commit) and wakes the driver; then `on_persisted`, then
+//!   the messages that needed durability. The driver goes on replicating while a write
+//!   syncs. A write in flight for longer than the election timeout makes the driver
+//!   wait for it, as a driver writing synchronously would: a leader whose disk stalls
+//!   loses its leadership rather than keep it without being able to apply.
+//!   ([`NodeOptions::background_writes`] off: the driver writes each `Ready` itself.)
 //! * [`NodeHandle`] is the cheap, cloneable way in: proposals, reads, status,
 //!   leadership transfer, snapshot notifications, incoming messages and snapshot
 //!   streams, and [`shutdown`](NodeHandle::shutdown).
@@ -40,8 +44,10 @@
 //! reader opened from the persister.
 
 mod apply;
+mod done;
 mod driver;
 mod error;
+mod writer;
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -59,6 +65,7 @@ pub use apply::{ApplyItem, ApplyStream};
 pub use error::{FatalError, NodeError};
 
 use apply::ApplyQueue;
+use done::Done;
 use driver::{Driver, Input};
 
 /// Runtime settings of a node (the Raft protocol settings are in [`Config`]).
@@ -84,6 +91,10 @@ pub struct NodeOptions {
     pub request_timeout: Duration,
     /// How long [`NodeHandle::shutdown`] waits for the driver thread. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// Write the log on a thread of its own, so that the driver keeps replicating and
+    /// committing while a write syncs (see the driver's docs). Off: the driver writes
+    /// each `Ready` itself before it goes on. Default on.
+    pub background_writes: bool,
 }
 
 impl Default for NodeOptions {
@@ -97,6 +108,7 @@ impl Default for NodeOptions {
             max_batch_inputs: 8192,
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
+            background_writes: true,
         }
     }
 }
@@ -131,6 +143,7 @@ impl Node {
         config.validate()?;
         let id = config.id;
         let recovered = persister.recover().map_err(NodeError::Recover)?;
+        let write_stall_limit = options.tick * config.election_ticks;
         let core = RaftCore::new(config, &recovered, options.seed)?;
         let (inbox_tx, inbox_rx) = mpsc::channel();
         let (mut apply, stream) = ApplyQueue::new(options.apply_capacity, inbox_tx.clone());
@@ -170,6 +183,13 @@ impl Node {
             persister: Arc::clone(&persister),
             options: options.clone(),
         });
+        let writer = if options.background_writes {
+            let w = writer::Writer::start(id, Arc::clone(&persister), inbox_tx.clone())
+                .map_err(NodeError::Spawn)?;
+            Some((w, write_stall_limit))
+        } else {
+            None
+        };
         let driver = Driver::new(
             core,
             persister,
@@ -180,6 +200,7 @@ impl Node {
             apply,
             first_apply,
             &options,
+            writer,
         );
         let guard_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
@@ -250,6 +271,37 @@ impl Drop for ExitGuard {
     }
 }
 
+/// `n` copies of `e` (the first is `e` itself), one per entry of a batch refused as a
+/// whole. Only `Stopped` and `Timeout` refuse a whole batch.
+fn copies(e: NodeError, n: usize) -> Vec<Result<(u64, u64), NodeError>> {
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return out;
+    }
+    for _ in 1..n {
+        out.push(Err(match &e {
+            NodeError::Timeout { id, op, after } => NodeError::Timeout {
+                id: *id,
+                op,
+                after: *after,
+            },
+            NodeError::Stopped { id, cause } => NodeError::Stopped {
+                id: *id,
+                cause: cause.clone(),
+            },
+            other => NodeError::Stopped {
+                id: 0,
+                cause: Some(Arc::new(FatalError::Invariant {
+                    id: 0,
+                    detail: format!("batch refused: {other}"),
+                })),
+            },
+        }));
+    }
+    out.insert(0, Err(e));
+    out
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -291,21 +343,35 @@ impl NodeHandle {
         self.shared().id
     }
 
-    /// Sends `input` built around a fresh reply slot and waits for the answer.
-    fn call<T>(
+    /// Sends `input` built around a fresh completion and waits (at most
+    /// [`NodeOptions::request_timeout`]) for the answer.
+    fn call<T: Send + 'static>(
         &self,
         op: &'static str,
-        make: impl FnOnce(mpsc::SyncSender<T>) -> Input,
+        make: impl FnOnce(Done<T>) -> Input,
     ) -> Result<T, NodeError> {
+        let (tx, rx) = sync_channel(1);
+        self.send_request(make(self.done(move |r| {
+            let _ = tx.send(r);
+        })));
+        self.wait(op, &rx, self.shared().options.request_timeout)?
+    }
+
+    fn done<T>(&self, f: impl FnOnce(Result<T, NodeError>) + Send + 'static) -> Done<T> {
+        Done::new(self.shared().id, f)
+    }
+
+    /// Hands a request carrying a [`Done`] to the driver. On a stopped node the request
+    /// is refused at once, on this thread (its completion runs here).
+    fn send_request(&self, input: Input) {
         let shared = self.shared();
         if shared.stopped.load(Ordering::SeqCst) {
-            return Err(shared.stopped_error());
+            input.refuse(shared.id, &shared.fatal.get().cloned());
+            return;
         }
-        let (tx, rx) = sync_channel(1);
-        if shared.inbox.send(make(tx)).is_err() {
-            return Err(shared.stopped_error());
+        if let Err(mpsc::SendError(input)) = shared.inbox.send(input) {
+            input.refuse(shared.id, &shared.fatal.get().cloned());
         }
-        self.wait(op, &rx, shared.options.request_timeout)
     }
 
     fn wait<T>(
@@ -332,7 +398,7 @@ impl NodeHandle {
     /// Returns once the driver has appended the entry, not when it is durable or
     /// committed, so one caller can keep many proposals in flight.
     pub fn propose(&self, data: Vec<u8>) -> Result<(u64, u64), NodeError> {
-        self.call("propose", |reply| Input::Propose { data, reply })?
+        self.call("propose", |reply| Input::Propose { data, reply })
     }
 
     /// Proposes many entries with one round trip to the driver: the entries get
@@ -341,24 +407,35 @@ impl NodeHandle {
         let n = batch.len();
         match self.call("propose", |reply| Input::ProposeBatch { batch, reply }) {
             Ok(results) => results,
-            Err(e) => {
-                let mut out: Vec<_> = (1..n).map(|_| Err(self.same_call_error(&e))).collect();
-                out.insert(0, Err(e));
-                out
-            }
+            Err(e) => copies(e, n),
         }
     }
 
-    /// A copy of an error that [`call`](Self::call) returned, for each entry of a batch.
-    fn same_call_error(&self, e: &NodeError) -> NodeError {
-        match e {
-            NodeError::Timeout { id, op, after } => NodeError::Timeout {
-                id: *id,
-                op,
-                after: *after,
-            },
-            _ => self.shared().stopped_error(),
-        }
+    /// [`propose_batch`](Self::propose_batch) without waiting: `on_proposed` gets the
+    /// results (one per entry, in order) instead.
+    ///
+    /// `on_proposed` is called exactly once: normally on the driver thread, right after
+    /// the entries were appended (or refused), in the same round — before anything of
+    /// that round is persisted, sent or applied, so before any of the entries can
+    /// appear on the apply stream; on the calling thread, before this returns, if the
+    /// node is already stopped; or with [`NodeError::Stopped`] on whichever thread
+    /// drops the request if the node stops with it still queued. It runs on the driver
+    /// thread, so it must be quick and must never block (record the results, send on a
+    /// channel, wake a task), and it must not take a lock the caller holds while
+    /// calling this method. There is no timeout: the node answers or stops.
+    pub fn propose_batch_with(
+        &self,
+        batch: Vec<Vec<u8>>,
+        on_proposed: impl FnOnce(Vec<Result<(u64, u64), NodeError>>) + Send + 'static,
+    ) {
+        let n = batch.len();
+        let reply = self.done(move |r| {
+            on_proposed(match r {
+                Ok(results) => results,
+                Err(e) => copies(e, n),
+            });
+        });
+        self.send_request(Input::ProposeBatch { batch, reply });
     }
 
     /// Asks the leader for a read index (Raft thesis §6.4, ReadIndex): once the state
@@ -367,23 +444,52 @@ impl NodeHandle {
     /// [`NodeError::LeadershipLost`] if the leadership ends first, and fast with
     /// `NotLeader` on a follower.
     pub fn read_index(&self, timeout: Duration) -> Result<u64, NodeError> {
-        let shared = self.shared();
-        if shared.stopped.load(Ordering::SeqCst) {
-            return Err(shared.stopped_error());
-        }
         let (tx, rx) = sync_channel(1);
-        let deadline = Instant::now() + timeout;
-        if shared
-            .inbox
-            .send(Input::ReadIndex {
-                deadline,
-                reply: tx,
-            })
-            .is_err()
-        {
-            return Err(shared.stopped_error());
+        self.read_index_with(timeout, move |r| {
+            let _ = tx.send(r);
+        });
+        // The driver answers with a timeout itself at the deadline (on its next tick);
+        // the margin covers a driver that is stuck in a slow write.
+        self.wait("read_index", &rx, timeout + self.shared().options.tick * 2)?
+    }
+
+    /// [`read_index`](Self::read_index) without waiting: `on_read` gets the read index,
+    /// or why there is none — `NotLeader` at once on a follower,
+    /// [`NodeError::LeadershipLost`] if the leadership ends first, or
+    /// [`NodeError::Timeout`] once `timeout` has passed (checked on the driver's
+    /// ticks, so up to one tick late).
+    ///
+    /// `on_read` is called exactly once, under the same rules as
+    /// [`propose_batch_with`](Self::propose_batch_with)'s callback: on the driver
+    /// thread, quick and non-blocking.
+    pub fn read_index_with(
+        &self,
+        timeout: Duration,
+        on_read: impl FnOnce(Result<u64, NodeError>) + Send + 'static,
+    ) {
+        let reply = self.done(on_read);
+        self.send_request(Input::ReadIndex {
+            deadline: Instant::now() + timeout,
+            timeout,
+            reply,
+        });
+    }
+
+    /// Subscribes `watcher` to the node's role, term and leader: the driver calls it
+    /// with the current status when it takes the subscription, then after every round
+    /// in which any of the three changed, in order, until the node stops. A watcher
+    /// sees every leadership the node held (it is never skipped over one), and a
+    /// proposal accepted in some term is answered before the watcher learns that the
+    /// term ended.
+    ///
+    /// It runs on the driver thread: quick and non-blocking, like the callback of
+    /// [`propose_batch_with`](Self::propose_batch_with). On a stopped node it is
+    /// dropped without a call.
+    pub fn watch_status(&self, watcher: impl FnMut(&Status) + Send + 'static) {
+        let shared = self.shared();
+        if !shared.stopped.load(Ordering::SeqCst) {
+            let _ = shared.inbox.send(Input::WatchStatus(Box::new(watcher)));
         }
-        self.wait("read_index", &rx, timeout)?
     }
 
     /// The core's status as of the driver's last round (frozen once the node stopped:
@@ -398,7 +504,7 @@ impl NodeHandle {
         self.call("transfer_leadership", |reply| Input::TransferLeadership {
             to,
             reply,
-        })?
+        })
     }
 
     /// Tells the node that the service committed a snapshot at `meta` into the
@@ -561,3 +667,6 @@ impl NodeHandle {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
