@@ -12,7 +12,10 @@ use raftkv_storage::{Persister, SnapshotMeta};
 
 use crate::command::{Command, Op, Reply};
 use crate::error::KvError;
-use crate::rsm::{ApplyMsg, Leadership, RaftHandle, ReadMode, Rsm, RsmConfig};
+use crate::rsm::{
+    ApplyMsg, Leadership, LeadershipWatcher, ProposeCallback, RaftHandle, ReadIndexCallback,
+    ReadMode, Rsm, RsmConfig,
+};
 
 /// Everything a replica needs to know.
 #[derive(Debug, Clone)]
@@ -42,23 +45,44 @@ impl RaftHandle for NodeRaft {
             .collect()
     }
 
+    /// The node calls `on_proposed` on its driver thread right after appending, before
+    /// the round's status (and so any end of that leadership) is reported.
+    fn propose_batch_with(&self, batch: Vec<Vec<u8>>, on_proposed: ProposeCallback) {
+        self.0.propose_batch_with(batch, move |results| {
+            on_proposed(results.into_iter().map(|r| r.map_err(node_error)).collect());
+        });
+    }
+
     fn read_index(&self, timeout: Duration) -> Result<u64, KvError> {
         self.0.read_index(timeout).map_err(node_error)
     }
 
+    fn read_index_with(&self, timeout: Duration, on_read: ReadIndexCallback) {
+        self.0
+            .read_index_with(timeout, move |r| on_read(r.map_err(node_error)));
+    }
+
     fn leadership(&self) -> Leadership {
-        let s = self.0.status();
-        Leadership {
-            term: s.term,
-            is_leader: s.role == Role::Leader,
-            leader: s.leader,
-        }
+        leadership(&self.0.status())
+    }
+
+    fn watch_leadership(&self, mut watcher: LeadershipWatcher) -> bool {
+        self.0.watch_status(move |s| watcher(leadership(s)));
+        true
     }
 
     fn snapshot_taken(&self, meta: SnapshotMeta) {
         if let Err(e) = self.0.snapshot_taken(meta) {
             tracing::warn!(index = meta.index, error = %e, "could not tell raft about a snapshot");
         }
+    }
+}
+
+fn leadership(s: &raftkv_consensus::Status) -> Leadership {
+    Leadership {
+        term: s.term,
+        is_leader: s.role == Role::Leader,
+        leader: s.leader,
     }
 }
 

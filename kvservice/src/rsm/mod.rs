@@ -8,8 +8,15 @@
 //! * entries at or below the applied index (after an installed snapshot) are ignored;
 //! * a caller is answered only for *its* command (matched by client id and sequence
 //!   number); another command at its index fails it with `WrongLeader`;
-//! * waiting callers never block the apply loop, and one that times out leaves nothing
-//!   behind;
+//! * waiting callers never block the apply loop (nor the Raft driver), and one that
+//!   times out or is dropped leaves nothing behind;
+//! * a caller whose leadership ends is failed as soon as the node reports it (or, with
+//!   a [`RaftHandle`] that cannot report it, within a 20 ms poll).
+//!
+//! Every operation comes in two forms: blocking ([`Rsm::submit_many`],
+//! [`Rsm::read_view`]) for threads, and async ([`Rsm::submit_many_async`],
+//! [`Rsm::read_view_async`]) for tasks, which never block a runtime worker for longer
+//! than a short lock and are woken once, when their answer is there.
 //! * a snapshot is the state, the dedup table and their index captured together, taken
 //!   in O(1) and written on another thread while applies continue.
 
@@ -17,15 +24,17 @@ mod raft;
 mod snapshotter;
 mod waiters;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use raftkv_storage::{Persister, codec};
 
-pub use raft::{ApplyMsg, Leadership, RaftHandle};
+pub use raft::{
+    ApplyMsg, Leadership, LeadershipWatcher, ProposeCallback, RaftHandle, ReadIndexCallback,
+};
 pub use snapshotter::SnapshotStats;
 
 use crate::command::{Command, Op, Reply};
@@ -33,7 +42,8 @@ use crate::error::KvError;
 use crate::sessions::SessionTable;
 use crate::state_machine::KvStateMachine;
 use snapshotter::Snapshotter;
-use waiters::Waiters;
+use tokio::sync::oneshot;
+use waiters::{Answer, Completions, Notify, OpId, Waiters};
 
 /// How linearizable reads are served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,7 +91,8 @@ impl Default for RsmConfig {
     }
 }
 
-/// How often a waiting caller re-checks that the leadership it proposed under holds.
+/// How often a waiting caller re-checks that the leadership it proposed under holds,
+/// when the [`RaftHandle`] cannot report leadership changes.
 const LEADERSHIP_POLL: Duration = Duration::from_millis(20);
 
 struct Shared {
@@ -94,6 +105,17 @@ struct Shared {
     installed: AtomicU64,
 }
 
+impl Shared {
+    /// Runs `f` on the waiter table, then sends the answers it produced (after the
+    /// lock is released).
+    fn with_waiters<T>(&self, f: impl FnOnce(&mut Waiters, &mut Completions) -> T) -> T {
+        let mut done = Completions::default();
+        let out = f(&mut self.waiters.lock(), &mut done);
+        done.send();
+        out
+    }
+}
+
 /// The replicated state machine.
 pub struct Rsm {
     shared: Arc<Shared>,
@@ -101,6 +123,52 @@ pub struct Rsm {
     config: RsmConfig,
     snapshotter: Arc<Snapshotter>,
     apply_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The Raft handle reports leadership changes (no polling needed).
+    leadership_watched: bool,
+}
+
+/// One command of a batch, proposed and waiting for its answer through `rx`.
+struct Pending<R> {
+    /// Its position in the batch.
+    pos: usize,
+    op: OpId,
+    token: u64,
+    rx: R,
+}
+
+/// Cancels the waiters of an async batch that is dropped before its answers came (a
+/// closed connection): nothing is left behind. Cancelling an answered waiter does
+/// nothing.
+struct CancelOnDrop<'a> {
+    shared: &'a Shared,
+    ops: Vec<(OpId, u64)>,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.ops.is_empty() {
+            return;
+        }
+        let mut waiters = self.shared.waiters.lock();
+        for &(op, token) in &self.ops {
+            waiters.cancel(op, token);
+        }
+    }
+}
+
+/// Prunes the read waiter of an async read that ends without its answer.
+struct ReadGuard<'a> {
+    shared: &'a Shared,
+    rx: Option<oneshot::Receiver<Result<(), KvError>>>,
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            drop(rx);
+            self.shared.waiters.lock().prune_reads();
+        }
+    }
 }
 
 impl std::fmt::Debug for Rsm {
@@ -151,6 +219,14 @@ impl Rsm {
             stopped: AtomicBool::new(false),
             installed: AtomicU64::new(0),
         });
+        let leadership_watched = {
+            let weak = Arc::downgrade(&shared);
+            raft.watch_leadership(Box::new(move |l| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.with_waiters(|w, done| w.leadership_changed(l, done));
+                }
+            }))
+        };
         let snapshotter = Arc::new(Snapshotter::new(
             Arc::clone(&persister),
             Arc::clone(&raft),
@@ -178,6 +254,7 @@ impl Rsm {
             config,
             snapshotter,
             apply_thread: Mutex::new(Some(thread)),
+            leadership_watched,
         })
     }
 
@@ -228,17 +305,104 @@ impl Rsm {
     /// already applied: a caller retries the failed ones, in order, with the same
     /// sequence numbers.
     pub fn submit_many(&self, cmds: Vec<Command>) -> Vec<Result<Reply, KvError>> {
-        let n = cmds.len();
-        let mut results: Vec<Option<Result<Reply, KvError>>> = (0..n).map(|_| None).collect();
-        if self.shared.stopped.load(Ordering::Acquire) {
-            return (0..n).map(|_| Err(KvError::Shutdown)).collect();
+        let mut results: Vec<Option<Answer>> = (0..cmds.len()).map(|_| None).collect();
+        let pending = self.propose(&cmds, &mut results, || {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            (Notify::Sync(tx), rx)
+        });
+        let deadline = Instant::now() + self.config.commit_timeout;
+        let mut failure: Option<KvError> = None;
+        for p in pending {
+            let result = match &failure {
+                None => self.wait_for(p.op, p.token, &p.rx, deadline),
+                Some(first) => {
+                    self.shared.waiters.lock().cancel(p.op, p.token);
+                    match p.rx.try_recv() {
+                        Ok(result) => result,
+                        Err(_) => Err(same_failure(first)),
+                    }
+                }
+            };
+            if failure.is_none()
+                && let Err(e) = &result
+            {
+                failure = Some(same_failure(e));
+            }
+            results[p.pos] = Some(result);
         }
-        // (position in `cmds`, op id) of each command proposed, and its bytes.
-        let mut ops = Vec::with_capacity(n);
-        let mut batch = Vec::with_capacity(n);
+        finish(results)
+    }
+
+    /// [`submit`](Self::submit) for async callers.
+    pub async fn submit_async(&self, cmd: Command) -> Result<Reply, KvError> {
+        self.submit_many_async(vec![cmd])
+            .await
+            .pop()
+            .unwrap_or(Err(KvError::Shutdown))
+    }
+
+    /// [`submit_many`](Self::submit_many) for async callers: the same contract, but it
+    /// waits without blocking a thread. The task is woken when the answers are there
+    /// (the apply loop sends them), so it costs no thread hand-off of its own.
+    ///
+    /// Dropping the future before it resolves cancels its waiters (the commands may
+    /// still apply; a retry with the same sequence numbers is answered from the dedup
+    /// table).
+    pub async fn submit_many_async(&self, cmds: Vec<Command>) -> Vec<Result<Reply, KvError>> {
+        let mut results: Vec<Option<Answer>> = (0..cmds.len()).map(|_| None).collect();
+        let mut pending = self.propose(&cmds, &mut results, || {
+            let (tx, rx) = oneshot::channel();
+            (Notify::Async(tx), rx)
+        });
+        let mut cancel = CancelOnDrop {
+            shared: &self.shared,
+            ops: pending.iter().map(|p| (p.op, p.token)).collect(),
+        };
+        let deadline = tokio::time::Instant::now() + self.config.commit_timeout;
+        let mut failure: Option<KvError> = None;
+        for p in &mut pending {
+            let result = match &failure {
+                None => self.wait_async(p.op, p.token, &mut p.rx, deadline).await,
+                Some(first) => {
+                    self.shared.waiters.lock().cancel(p.op, p.token);
+                    match p.rx.try_recv() {
+                        Ok(result) => result,
+                        Err(_) => Err(same_failure(first)),
+                    }
+                }
+            };
+            if failure.is_none()
+                && let Err(e) = &result
+            {
+                failure = Some(same_failure(e));
+            }
+            results[p.pos] = Some(result);
+        }
+        // Every waiter was answered, or cancelled on its failure path.
+        cancel.ops.clear();
+        finish(results)
+    }
+
+    /// Encodes `cmds`, registers a waiter for each (made by `channel`) and proposes
+    /// them in one batch. Commands that cannot be proposed get their result in
+    /// `results`; the others are returned, in order, to be waited for.
+    fn propose<R>(
+        &self,
+        cmds: &[Command],
+        results: &mut [Option<Answer>],
+        mut channel: impl FnMut() -> (Notify<Answer>, R),
+    ) -> Vec<Pending<R>> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            for r in results.iter_mut() {
+                *r = Some(Err(KvError::Shutdown));
+            }
+            return Vec::new();
+        }
+        let mut batch = Vec::with_capacity(cmds.len());
+        let mut ops = Vec::with_capacity(cmds.len());
         for (i, cmd) in cmds.iter().enumerate() {
             assert_ne!(cmd.client_id, 0, "submit needs a client session id");
-            match codec::encode(cmd) {
+            match encode_command(cmd) {
                 Ok(data) if data.len() as u64 > self.config.max_command_bytes => {
                     results[i] = Some(Err(KvError::TooLarge {
                         len: data.len(),
@@ -252,106 +416,105 @@ impl Rsm {
                 Err(e) => results[i] = Some(Err(e.into())),
             }
         }
-        let receivers: Vec<_> = {
-            let mut waiters = self.shared.waiters.lock();
-            ops.iter().map(|&(_, op)| waiters.register(op)).collect()
-        };
-        let proposed = if batch.is_empty() {
-            Vec::new()
-        } else {
-            self.raft.propose_batch(batch)
-        };
-        // (position, op id, receiver, term) of each command the node accepted.
-        let mut pending = Vec::with_capacity(ops.len());
-        {
-            let mut waiters = self.shared.waiters.lock();
-            let mut proposed = proposed.into_iter();
-            for ((i, op), rx) in ops.into_iter().zip(receivers) {
-                match proposed.next() {
-                    Some(Ok((index, term))) => {
-                        waiters.proposed(op, index);
-                        pending.push((i, op, rx, term));
-                    }
-                    Some(Err(e)) => {
-                        waiters.cancel(op);
-                        results[i] = Some(Err(e));
-                    }
-                    None => {
-                        waiters.cancel(op);
-                        results[i] = Some(Err(KvError::Consensus(
-                            "the node answered fewer proposals than it was given".into(),
-                        )));
-                    }
-                }
-            }
+        if batch.is_empty() {
+            return Vec::new();
         }
-        let deadline = Instant::now() + self.config.commit_timeout;
-        let mut failure: Option<KvError> = None;
-        for (i, op, rx, term) in pending {
-            let result = match &failure {
-                None => self.wait_for(op, &rx, term, deadline),
-                Some(first) => {
-                    self.shared.waiters.lock().cancel(op);
-                    match rx.try_recv() {
-                        Ok(result) => result,
-                        Err(_) => Err(same_failure(first)),
-                    }
-                }
-            };
-            if failure.is_none()
-                && let Err(e) = &result
-            {
-                failure = Some(same_failure(e));
-            }
-            results[i] = Some(result);
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(KvError::Shutdown)))
-            .collect()
+        let pending: Vec<Pending<R>> = self.shared.with_waiters(|waiters, done| {
+            ops.iter()
+                .map(|&(pos, op)| {
+                    let (notify, rx) = channel();
+                    let token = waiters.register(op, notify, done);
+                    Pending { pos, op, token, rx }
+                })
+                .collect()
+        });
+        let registered: Vec<(OpId, u64)> = pending.iter().map(|p| (p.op, p.token)).collect();
+        let shared = Arc::downgrade(&self.shared);
+        // No lock may be held here: the callback can run on this thread.
+        self.raft.propose_batch_with(
+            batch,
+            Box::new(move |proposed| record_proposals(&shared, &registered, proposed)),
+        );
+        pending
     }
 
-    /// Waits for the answer to `op`, proposed in `term`, until `deadline`; gives up
-    /// early if this replica stops leading `term`.
+    /// Waits for the answer to `op` until `deadline`; gives up early if the leadership
+    /// it was proposed under ends.
     fn wait_for(
         &self,
-        op: (u64, u64),
-        rx: &std::sync::mpsc::Receiver<Result<Reply, KvError>>,
-        term: u64,
+        op: OpId,
+        token: u64,
+        rx: &std::sync::mpsc::Receiver<Answer>,
         deadline: Instant,
-    ) -> Result<Reply, KvError> {
+    ) -> Answer {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                self.shared.waiters.lock().cancel(op);
+                self.shared.waiters.lock().cancel(op, token);
                 // It may have applied in the meantime.
                 if let Ok(result) = rx.try_recv() {
                     return result;
                 }
-                return Err(KvError::Timeout {
-                    what: "the command to apply",
-                    waited_ms: self.config.commit_timeout.as_millis() as u64,
-                });
+                return Err(self.commit_timeout_error());
             }
-            match rx.recv_timeout(LEADERSHIP_POLL.min(deadline - now)) {
+            let wait = if self.leadership_watched {
+                deadline - now
+            } else {
+                LEADERSHIP_POLL.min(deadline - now)
+            };
+            match rx.recv_timeout(wait) {
                 Ok(result) => return result,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    let l = self.raft.leadership();
-                    if l.term != term || !l.is_leader {
-                        self.shared.waiters.lock().cancel(op);
-                        // It may still have applied in the meantime.
-                        if let Ok(result) = rx.try_recv() {
-                            return result;
-                        }
-                        return Err(KvError::WrongLeader {
-                            leader_hint: l.leader,
-                        });
-                    }
-                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self.poll_leadership(),
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(KvError::Shutdown);
                 }
             }
+        }
+    }
+
+    /// [`wait_for`](Self::wait_for) for async callers.
+    async fn wait_async(
+        &self,
+        op: OpId,
+        token: u64,
+        rx: &mut oneshot::Receiver<Answer>,
+        deadline: tokio::time::Instant,
+    ) -> Answer {
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                self.shared.waiters.lock().cancel(op, token);
+                if let Ok(result) = rx.try_recv() {
+                    return result;
+                }
+                return Err(self.commit_timeout_error());
+            }
+            let until = if self.leadership_watched {
+                deadline
+            } else {
+                deadline.min(now + LEADERSHIP_POLL)
+            };
+            tokio::select! {
+                biased;
+                r = &mut *rx => return r.unwrap_or(Err(KvError::Shutdown)),
+                () = tokio::time::sleep_until(until) => self.poll_leadership(),
+            }
+        }
+    }
+
+    /// Without leadership reports: fails the waiters whose leadership ended.
+    fn poll_leadership(&self) {
+        if !self.leadership_watched {
+            let l = self.raft.leadership();
+            self.shared
+                .with_waiters(|w, done| w.leadership_changed(l, done));
+        }
+    }
+
+    fn commit_timeout_error(&self) -> KvError {
+        KvError::Timeout {
+            what: "the command to apply",
+            waited_ms: self.config.commit_timeout.as_millis() as u64,
         }
     }
 
@@ -402,6 +565,89 @@ impl Rsm {
         Ok(self.with_state(f))
     }
 
+    /// [`read_view`](Self::read_view) for async callers. In [`ReadMode::ReadIndex`] the
+    /// task is woken once, when the read index is confirmed and applied: the node's
+    /// answer goes straight to the waiter table, and the apply loop releases the read.
+    pub async fn read_view_async<T>(
+        &self,
+        f: impl FnOnce(&KvStateMachine) -> T,
+    ) -> Result<T, KvError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(KvError::Shutdown);
+        }
+        match self.config.read_mode {
+            ReadMode::ReadIndex => {
+                let (tx, rx) = oneshot::channel();
+                let mut guard = ReadGuard {
+                    shared: &self.shared,
+                    rx: Some(rx),
+                };
+                let shared = Arc::downgrade(&self.shared);
+                self.raft.read_index_with(
+                    self.config.commit_timeout,
+                    Box::new(move |r| read_index_known(&shared, r, tx)),
+                );
+                let rx = guard.rx.as_mut().expect("set above");
+                match tokio::time::timeout(self.config.commit_timeout, rx).await {
+                    Ok(Ok(Ok(()))) => guard.rx = None,
+                    Ok(Ok(Err(e))) => {
+                        guard.rx = None;
+                        return Err(e);
+                    }
+                    Ok(Err(_)) => {
+                        guard.rx = None;
+                        return Err(KvError::Shutdown);
+                    }
+                    Err(_) => {
+                        return Err(KvError::Timeout {
+                            what: "the read index to apply",
+                            waited_ms: self.config.commit_timeout.as_millis() as u64,
+                        });
+                    }
+                }
+            }
+            ReadMode::Log => {
+                let barrier = Command {
+                    client_id: rand::random::<u64>() | 1,
+                    seq: 0,
+                    ts_ms: now_ms(),
+                    op: Op::KeyCount,
+                };
+                self.submit_async(barrier).await?;
+            }
+        }
+        Ok(self.with_state(f))
+    }
+
+    /// [`read`](Self::read) for async callers.
+    pub async fn read_async(
+        &self,
+        key: bytes::Bytes,
+        client_id: u64,
+        seq: u64,
+    ) -> Result<Reply, KvError> {
+        match self.config.read_mode {
+            ReadMode::Log => {
+                self.submit_async(Command {
+                    client_id,
+                    seq,
+                    ts_ms: now_ms(),
+                    op: Op::Get { key },
+                })
+                .await
+            }
+            ReadMode::ReadIndex => {
+                self.read_view_async(|sm| {
+                    sm.query(&Op::Get { key }).unwrap_or(Reply::Value {
+                        value: None,
+                        version: 0,
+                    })
+                })
+                .await
+            }
+        }
+    }
+
     /// Waits until the applied index reaches `index`.
     pub fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), KvError> {
         let deadline = Instant::now() + timeout;
@@ -427,19 +673,96 @@ impl Rsm {
 
     /// Number of callers waiting for an apply (0 when idle: nothing leaks).
     pub fn pending_waiters(&self) -> usize {
-        self.shared.waiters.lock().len()
+        let waiters = self.shared.waiters.lock();
+        waiters.len() + waiters.reads_len()
     }
 
     /// Stops: fails every waiter and waits for the apply thread, which ends when the
     /// apply stream closes (shut the Raft node down first).
     pub fn shutdown(&self) {
         self.shared.stopped.store(true, Ordering::Release);
-        self.shared.waiters.lock().fail_all(|| KvError::Shutdown);
+        self.shared
+            .with_waiters(|w, done| w.fail_all(|| KvError::Shutdown, done));
         self.shared.applied_changed.notify_all();
         if let Some(t) = self.apply_thread.lock().take() {
             let _ = t.join();
         }
         self.snapshotter.wait_idle();
+    }
+}
+
+/// Encodes `cmd` into a buffer sized for it up front (no regrowth on the hot path).
+fn encode_command(cmd: &Command) -> Result<Vec<u8>, raftkv_storage::StorageError> {
+    let mut buf = Vec::with_capacity(encoded_len_hint(&cmd.op));
+    codec::encode_into(cmd, &mut buf)?;
+    Ok(buf)
+}
+
+/// A little more than the encoded size of a command carrying `op`.
+fn encoded_len_hint(op: &Op) -> usize {
+    32 + match op {
+        Op::Put { key, value } | Op::PutIf { key, value, .. } | Op::Set { key, value, .. } => {
+            key.len() + value.len() + 16
+        }
+        Op::Batch { ops } => ops.iter().map(encoded_len_hint).sum(),
+        other => other.keys().iter().map(|k| k.len() + 8).sum(),
+    }
+}
+
+/// The results of a batch, every slot filled.
+fn finish(results: Vec<Option<Answer>>) -> Vec<Answer> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(KvError::Shutdown)))
+        .collect()
+}
+
+/// The node's answer to a batch proposal (possibly on the driver thread): records each
+/// accepted command's slot, fails the refused ones.
+fn record_proposals(
+    shared: &Weak<Shared>,
+    registered: &[(OpId, u64)],
+    proposed: Vec<Result<(u64, u64), KvError>>,
+) {
+    let Some(shared) = shared.upgrade() else {
+        return;
+    };
+    shared.with_waiters(|waiters, done| {
+        let mut proposed = proposed.into_iter();
+        for &(op, token) in registered {
+            match proposed.next() {
+                Some(Ok((index, term))) => waiters.proposed(op, token, index, term, done),
+                Some(Err(e)) => waiters.fail(op, token, e, done),
+                None => waiters.fail(
+                    op,
+                    token,
+                    KvError::Consensus(
+                        "the node answered fewer proposals than it was given".into(),
+                    ),
+                    done,
+                ),
+            }
+        }
+    });
+}
+
+/// The node's answer to a read-index request (possibly on the driver thread): the read
+/// waits in the table until the index is applied.
+fn read_index_known(
+    shared: &Weak<Shared>,
+    r: Result<u64, KvError>,
+    tx: oneshot::Sender<Result<(), KvError>>,
+) {
+    match (r, shared.upgrade()) {
+        (Ok(index), Some(shared)) => {
+            shared.with_waiters(|w, done| w.wait_applied(index, Notify::Async(tx), done));
+        }
+        (Ok(_), None) => {
+            let _ = tx.send(Err(KvError::Shutdown));
+        }
+        (Err(e), _) => {
+            let _ = tx.send(Err(e));
+        }
     }
 }
 
@@ -471,51 +794,71 @@ fn apply_loop(
     shared: &Shared,
     snapshotter: &Arc<Snapshotter>,
 ) {
+    // Answers are sent after the locks are released.
+    let mut done = Completions::default();
     for msg in applies {
         match msg {
             ApplyMsg::Command { index, term, data } => {
-                let mut sm = shared.sm.lock();
-                if index <= sm.applied_index() {
-                    // Already covered by an installed snapshot.
-                    continue;
-                }
-                if data.is_empty() {
-                    sm.apply_noop(index, term);
-                    shared.waiters.lock().applied(index, None, None);
+                let cmd = if data.is_empty() {
+                    None
                 } else {
                     match codec::decode::<Command>(&data, usize::MAX) {
-                        Ok(cmd) => {
-                            let reply = sm.apply(index, term, &cmd);
-                            shared.waiters.lock().applied(
-                                index,
-                                Some((cmd.client_id, cmd.seq)),
-                                Some(&reply),
-                            );
-                        }
+                        Ok(cmd) => Some(cmd),
                         Err(e) => {
-                            // Every replica sees the same bytes, so every replica skips it
-                            // the same way; the proposer's waiter is failed by index.
+                            // Every replica sees the same bytes, so every replica skips
+                            // it the same way; the proposer's waiter is failed by index.
                             tracing::error!(index, term, error = %e, "undecodable command skipped");
-                            sm.apply_noop(index, term);
-                            shared.waiters.lock().applied(index, None, None);
+                            None
                         }
                     }
-                }
+                };
+                let reply = {
+                    let mut sm = shared.sm.lock();
+                    if index <= sm.applied_index() {
+                        // Already covered by an installed snapshot.
+                        continue;
+                    }
+                    let reply = match &cmd {
+                        Some(cmd) => Some(sm.apply(index, term, cmd)),
+                        None => {
+                            sm.apply_noop(index, term);
+                            None
+                        }
+                    };
+                    snapshotter.maybe_snapshot(&sm);
+                    reply
+                };
+                // Only this thread applies, so the table learns the applied indexes in
+                // order, each after the state machine reached it.
                 shared.applied_changed.notify_all();
-                snapshotter.maybe_snapshot(&sm);
+                shared.waiters.lock().applied(
+                    index,
+                    cmd.as_ref().map(|c| (c.client_id, c.seq)),
+                    reply.as_ref(),
+                    &mut done,
+                );
+                done.send();
             }
             ApplyMsg::Snapshot { meta, payload } => {
-                let mut sm = shared.sm.lock();
-                if meta.index <= sm.applied_index() {
-                    continue;
-                }
-                let sessions = SessionTable::new_like(sm.sessions());
+                let sessions = {
+                    let sm = shared.sm.lock();
+                    if meta.index <= sm.applied_index() {
+                        continue;
+                    }
+                    SessionTable::new_like(sm.sessions())
+                };
+                // Decoded without the lock: readers keep the current state meanwhile
+                // (only this thread changes it).
                 match KvStateMachine::read_snapshot(payload, sessions) {
                     Ok(restored) => {
-                        *sm = restored;
+                        *shared.sm.lock() = restored;
                         shared.installed.fetch_add(1, Ordering::Relaxed);
-                        shared.waiters.lock().snapshot_installed(meta.index);
                         shared.applied_changed.notify_all();
+                        shared
+                            .waiters
+                            .lock()
+                            .snapshot_installed(meta.index, &mut done);
+                        done.send();
                     }
                     Err(e) => {
                         // The storage layer verified its checksums; a payload we cannot
@@ -529,7 +872,7 @@ fn apply_loop(
         }
     }
     shared.stopped.store(true, Ordering::Release);
-    shared.waiters.lock().fail_all(|| KvError::Shutdown);
+    shared.with_waiters(|w, done| w.fail_all(|| KvError::Shutdown, done));
     shared.applied_changed.notify_all();
 }
 

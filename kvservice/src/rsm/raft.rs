@@ -58,6 +58,15 @@ pub struct Leadership {
     pub leader: Option<NodeId>,
 }
 
+/// Receives the results of [`RaftHandle::propose_batch_with`].
+pub type ProposeCallback = Box<dyn FnOnce(Vec<Result<(u64, u64), KvError>>) + Send>;
+
+/// Receives the result of [`RaftHandle::read_index_with`].
+pub type ReadIndexCallback = Box<dyn FnOnce(Result<u64, KvError>) + Send>;
+
+/// Receives leadership changes; see [`RaftHandle::watch_leadership`].
+pub type LeadershipWatcher = Box<dyn FnMut(Leadership) + Send>;
+
 /// The consensus operations the RSM uses.
 pub trait RaftHandle: Send + Sync + 'static {
     /// Appends `data` to the log if this replica leads; returns (index, term) where it
@@ -70,9 +79,40 @@ pub trait RaftHandle: Send + Sync + 'static {
         batch.into_iter().map(|data| self.propose(data)).collect()
     }
 
+    /// Like [`propose_batch`](Self::propose_batch), but answers through `on_proposed`
+    /// instead of blocking.
+    ///
+    /// `on_proposed` is called exactly once. It may run on another thread (the
+    /// consensus driver's) or on the calling thread before this returns, so it must be
+    /// quick and non-blocking, and the caller must not hold a lock `on_proposed` takes.
+    /// A handle that supports [`watch_leadership`](Self::watch_leadership) must call it
+    /// before reporting the end of the leadership the entries were accepted under. The
+    /// default calls [`propose_batch`](Self::propose_batch) and then `on_proposed`, on
+    /// the calling thread.
+    fn propose_batch_with(&self, batch: Vec<Vec<u8>>, on_proposed: ProposeCallback) {
+        on_proposed(self.propose_batch(batch));
+    }
+
     /// Confirms leadership with a heartbeat quorum and returns the commit index a
     /// linearizable read must wait for.
     fn read_index(&self, timeout: Duration) -> Result<u64, KvError>;
+
+    /// Like [`read_index`](Self::read_index), but answers through `on_read` (called
+    /// exactly once, under the rules of
+    /// [`propose_batch_with`](Self::propose_batch_with)'s callback). The default calls
+    /// [`read_index`](Self::read_index) and then `on_read`, on the calling thread.
+    fn read_index_with(&self, timeout: Duration, on_read: ReadIndexCallback) {
+        on_read(self.read_index(timeout));
+    }
+
+    /// Subscribes `watcher` to this replica's leadership: it is called with the current
+    /// leadership, then whenever the term, the role or the leader changes, in order,
+    /// from one thread at a time; quick and non-blocking. Returns `false` if the handle
+    /// cannot (the default): the RSM then polls [`leadership`](Self::leadership).
+    fn watch_leadership(&self, watcher: LeadershipWatcher) -> bool {
+        let _ = watcher;
+        false
+    }
 
     /// Current term and leader.
     fn leadership(&self) -> Leadership;

@@ -30,6 +30,11 @@ struct FakeRaft {
     mode: Mutex<Mode>,
     /// Serializes proposals, as a Raft leader's log does.
     log_lock: Mutex<()>,
+    /// Reports leadership changes through `watch_leadership` (else the RSM polls).
+    watchable: bool,
+    watcher: Mutex<Option<LeadershipWatcher>>,
+    /// Calls of `leadership()` (polls).
+    polls: AtomicU64,
 }
 
 const TERM: u64 = 1;
@@ -45,8 +50,31 @@ impl FakeRaft {
             leader: AtomicBool::new(true),
             mode: Mutex::new(mode),
             log_lock: Mutex::new(()),
+            watchable: false,
+            watcher: Mutex::new(None),
+            polls: AtomicU64::new(0),
         });
         (raft, rx)
+    }
+
+    /// A fake that reports leadership changes (see [`depose`](Self::depose)).
+    fn watched(mode: Mode) -> (Arc<Self>, Receiver<ApplyMsg>) {
+        let (raft, rx) = Self::new(MemoryPersister::new(), mode);
+        let mut raft = Arc::into_inner(raft).expect("sole owner");
+        raft.watchable = true;
+        (Arc::new(raft), rx)
+    }
+
+    /// Reports the end of the leadership to the watcher, without changing what
+    /// `leadership()` says (so only the report can fail waiters).
+    fn depose(&self) {
+        if let Some(w) = self.watcher.lock().as_mut() {
+            w(Leadership {
+                term: TERM + 1,
+                is_leader: false,
+                leader: Some(2),
+            });
+        }
     }
 
     fn close(&self) {
@@ -96,7 +124,21 @@ impl RaftHandle for FakeRaft {
         Ok(self.last.load(Ordering::SeqCst))
     }
 
+    fn watch_leadership(&self, mut watcher: LeadershipWatcher) -> bool {
+        if !self.watchable {
+            return false;
+        }
+        watcher(Leadership {
+            term: TERM,
+            is_leader: true,
+            leader: Some(1),
+        });
+        *self.watcher.lock() = Some(watcher);
+        true
+    }
+
     fn leadership(&self) -> Leadership {
+        self.polls.fetch_add(1, Ordering::SeqCst);
         let is_leader = self.leader.load(Ordering::SeqCst);
         Leadership {
             term: TERM,
@@ -382,4 +424,235 @@ fn read_view_sees_every_earlier_write_in_both_read_modes() {
         raft.close();
         rsm.shutdown();
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn async_submit_and_read_in_both_read_modes() {
+    for mode in [ReadMode::ReadIndex, ReadMode::Log] {
+        let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Commit);
+        let config = RsmConfig {
+            read_mode: mode,
+            ..RsmConfig::default()
+        };
+        let rsm = start(&raft, rx, config);
+        runtime().block_on(async {
+            let results = rsm
+                .submit_many_async(vec![put(9, 1, "a", "1"), put(9, 2, "a", "2")])
+                .await;
+            assert!(matches!(results[0], Ok(Reply::Written { version: 1 })));
+            assert!(matches!(results[1], Ok(Reply::Written { version: 2 })));
+            // A retry is answered from the dedup table.
+            assert!(matches!(
+                rsm.submit_async(put(9, 2, "a", "2")).await,
+                Ok(Reply::Written { version: 2 })
+            ));
+            let got = rsm
+                .read_async(Bytes::from_static(b"a"), 9, 3)
+                .await
+                .expect("read");
+            assert_eq!(
+                got,
+                Reply::Value {
+                    value: Some(Bytes::from_static(b"2")),
+                    version: 2
+                },
+                "{mode:?}"
+            );
+            let n = rsm
+                .read_view_async(|sm| sm.store().len())
+                .await
+                .expect("read");
+            assert_eq!(n, 1);
+        });
+        assert_eq!(rsm.pending_waiters(), 0, "{mode:?}");
+        raft.close();
+        rsm.shutdown();
+    }
+}
+
+#[test]
+fn async_waiter_fails_when_another_command_takes_its_index() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Overwrite);
+    let rsm = start(&raft, rx, RsmConfig::default());
+    let results =
+        runtime().block_on(rsm.submit_many_async(vec![put(1, 1, "k", "v"), put(1, 2, "k", "w")]));
+    for r in results {
+        assert!(matches!(r, Err(KvError::WrongLeader { .. })), "{r:?}");
+    }
+    assert!(rsm.with_state(|sm| sm.store().get(b"k").is_none()));
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn shutdown_fails_async_waiters_at_once() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Stall);
+    let config = RsmConfig {
+        commit_timeout: Duration::from_secs(60),
+        ..RsmConfig::default()
+    };
+    let rsm = Arc::new(start(&raft, rx, config));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let write = {
+        let rsm = Arc::clone(&rsm);
+        rt.spawn(async move { rsm.submit_async(put(1, 1, "k", "v")).await })
+    };
+    while raft.last.load(Ordering::SeqCst) < 1 {
+        std::thread::yield_now();
+    }
+    // The fake's read index is its last index, which never applies in Stall mode.
+    let read = {
+        let rsm = Arc::clone(&rsm);
+        rt.spawn(async move { rsm.read_view_async(|_| ()).await })
+    };
+    while rsm.pending_waiters() < 2 {
+        std::thread::yield_now();
+    }
+    let started = std::time::Instant::now();
+    raft.close();
+    rsm.shutdown();
+    let write = rt.block_on(write).expect("join");
+    let read = rt.block_on(read).expect("join");
+    assert!(matches!(write, Err(KvError::Shutdown)), "{write:?}");
+    assert!(matches!(read, Err(KvError::Shutdown)), "{read:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(rsm.pending_waiters(), 0);
+    // After shutdown, new calls fail at once.
+    assert!(matches!(
+        rt.block_on(rsm.submit_async(put(1, 2, "k", "v"))),
+        Err(KvError::Shutdown)
+    ));
+}
+
+#[test]
+fn reported_leadership_loss_fails_waiters_without_polling() {
+    let (raft, rx) = FakeRaft::watched(Mode::Stall);
+    let config = RsmConfig {
+        commit_timeout: Duration::from_secs(60),
+        ..RsmConfig::default()
+    };
+    let rsm = Arc::new(start(&raft, rx, config));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let waiter = {
+        let rsm = Arc::clone(&rsm);
+        rt.spawn(async move {
+            rsm.submit_many_async(vec![put(1, 1, "k", "v"), put(1, 2, "k", "v")])
+                .await
+        })
+    };
+    let blocking = {
+        let rsm = Arc::clone(&rsm);
+        std::thread::spawn(move || rsm.submit(put(2, 1, "k", "v")))
+    };
+    while rsm.pending_waiters() < 3 {
+        std::thread::yield_now();
+    }
+    // Longer than the poll period: nothing fails while the leadership holds.
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(rsm.pending_waiters(), 3);
+    let started = std::time::Instant::now();
+    raft.depose();
+    for r in rt.block_on(waiter).expect("join") {
+        assert!(
+            matches!(
+                r,
+                Err(KvError::WrongLeader {
+                    leader_hint: Some(2)
+                })
+            ),
+            "{r:?}"
+        );
+    }
+    let r = blocking.join().expect("join");
+    assert!(matches!(r, Err(KvError::WrongLeader { .. })), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(raft.polls.load(Ordering::SeqCst), 0, "never polled");
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn a_dropped_async_call_leaves_nothing_behind() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Stall);
+    let rsm = start(&raft, rx, RsmConfig::default());
+    let rt = runtime();
+    rt.block_on(async {
+        let write = rsm.submit_many_async(vec![put(1, 1, "k", "v"), put(1, 2, "k", "v")]);
+        let read = rsm.read_view_async(|_| ());
+        // Biased: the write proposes first, so the read's index is one that never applies.
+        tokio::select! {
+            biased;
+            _ = write => panic!("stalled"),
+            _ = read => panic!("stalled"),
+            () = tokio::time::sleep(Duration::from_millis(30)) => {}
+        }
+    });
+    assert_eq!(rsm.pending_waiters(), 0);
+    // A timed-out async call leaves nothing either.
+    let config = RsmConfig {
+        commit_timeout: Duration::from_millis(50),
+        ..RsmConfig::default()
+    };
+    raft.close();
+    rsm.shutdown();
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Stall);
+    let rsm = start(&raft, rx, config);
+    rt.block_on(async {
+        assert!(matches!(
+            rsm.submit_async(put(1, 1, "k", "v")).await,
+            Err(KvError::Timeout { .. })
+        ));
+        assert!(matches!(
+            rsm.read_view_async(|_| ()).await,
+            Err(KvError::Timeout { .. })
+        ));
+    });
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
+}
+
+#[test]
+fn polled_leadership_loss_fails_async_waiters() {
+    let (raft, rx) = FakeRaft::new(MemoryPersister::new(), Mode::Stall);
+    let config = RsmConfig {
+        commit_timeout: Duration::from_secs(60),
+        ..RsmConfig::default()
+    };
+    let rsm = Arc::new(start(&raft, rx, config));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let waiter = {
+        let rsm = Arc::clone(&rsm);
+        rt.spawn(async move { rsm.submit_async(put(1, 1, "k", "v")).await })
+    };
+    while rsm.pending_waiters() < 1 {
+        std::thread::yield_now();
+    }
+    raft.leader.store(false, Ordering::SeqCst);
+    let r = rt.block_on(waiter).expect("join");
+    assert!(matches!(r, Err(KvError::WrongLeader { .. })), "{r:?}");
+    assert_eq!(rsm.pending_waiters(), 0);
+    raft.close();
+    rsm.shutdown();
 }

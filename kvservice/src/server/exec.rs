@@ -105,8 +105,8 @@ impl From<KvError> for ExecError {
 }
 
 /// Runs `cmds` on `replica` in order and answers each (blocking: call it from a
-/// blocking thread). Meant for the leader; elsewhere every command fails fast with
-/// [`ExecError::WrongLeader`].
+/// blocking thread; async callers use [`execute_batch_async`]). Meant for the leader;
+/// elsewhere every command fails fast with [`ExecError::WrongLeader`].
 ///
 /// Each maximal run of reads is served from one linearizable read barrier
 /// ([`Rsm::read_view`](crate::rsm::Rsm::read_view)); each write is submitted and
@@ -116,51 +116,121 @@ impl From<KvError> for ExecError {
 /// run and get [`ExecError::NotAttempted`]: the caller retries from the failed one, in
 /// order.
 pub fn execute_batch(replica: &Replica, cmds: &[Command]) -> Vec<Result<Reply, ExecError>> {
-    let mut out: Vec<Result<Reply, ExecError>> = Vec::with_capacity(cmds.len());
-    let mut i = 0;
-    let mut failed = false;
-    while i < cmds.len() {
-        if failed {
-            out.push(Err(ExecError::NotAttempted));
-            i += 1;
-            continue;
+    let mut batch = BatchRun::new(cmds);
+    while let Some(step) = batch.next_step() {
+        match step {
+            Step::Write(cmd) => {
+                let result = replica.rsm().submit(cmd.clone());
+                batch.write_done(result);
+            }
+            Step::Reads(reads) => {
+                let result = replica.rsm().read_view(|sm| query_all(sm, reads));
+                batch.reads_done(reads.len(), result);
+            }
+        }
+    }
+    batch.out
+}
+
+/// [`execute_batch`] for async callers: the same contract, without blocking a thread.
+pub async fn execute_batch_async(
+    replica: &Replica,
+    cmds: &[Command],
+) -> Vec<Result<Reply, ExecError>> {
+    let mut batch = BatchRun::new(cmds);
+    while let Some(step) = batch.next_step() {
+        match step {
+            Step::Write(cmd) => {
+                let result = replica.rsm().submit_async(cmd.clone()).await;
+                batch.write_done(result);
+            }
+            Step::Reads(reads) => {
+                let result = replica
+                    .rsm()
+                    .read_view_async(|sm| query_all(sm, reads))
+                    .await;
+                batch.reads_done(reads.len(), result);
+            }
+        }
+    }
+    batch.out
+}
+
+fn query_all(sm: &crate::state_machine::KvStateMachine, reads: &[Command]) -> Vec<Option<Reply>> {
+    reads.iter().map(|c| sm.query(&c.op)).collect()
+}
+
+/// What runs next in a batch.
+enum Step<'a> {
+    Write(&'a Command),
+    Reads(&'a [Command]),
+}
+
+/// The progress of one batch through [`execute_batch`] or [`execute_batch_async`].
+struct BatchRun<'a> {
+    cmds: &'a [Command],
+    next: usize,
+    failed: bool,
+    out: Vec<Result<Reply, ExecError>>,
+}
+
+impl<'a> BatchRun<'a> {
+    fn new(cmds: &'a [Command]) -> Self {
+        Self {
+            cmds,
+            next: 0,
+            failed: false,
+            out: Vec::with_capacity(cmds.len()),
+        }
+    }
+
+    /// The next write, or the next maximal run of reads; `None` when done (after a
+    /// failure the rest is answered with [`ExecError::NotAttempted`]).
+    fn next_step(&mut self) -> Option<Step<'a>> {
+        let cmds = self.cmds;
+        if self.failed {
+            while self.out.len() < cmds.len() {
+                self.out.push(Err(ExecError::NotAttempted));
+            }
+            return None;
+        }
+        let i = self.next;
+        if i >= cmds.len() {
+            return None;
         }
         if cmds[i].op.is_write() {
-            let result = replica
-                .rsm()
-                .submit(cmds[i].clone())
-                .map_err(ExecError::from);
-            // A session unknown to the state machine stops the batch too: the caller
-            // starts a new session and retries from this command.
-            failed = match &result {
-                Ok(reply) => *reply == Reply::SessionExpired,
-                Err(e) => e.is_retryable(),
-            };
-            out.push(result);
-            i += 1;
-            continue;
+            self.next = i + 1;
+            return Some(Step::Write(&cmds[i]));
         }
         let end = cmds[i..]
             .iter()
             .position(|c| c.op.is_write())
             .map_or(cmds.len(), |n| i + n);
-        let reads = &cmds[i..end];
-        match replica.rsm().read_view(|sm| {
-            reads
-                .iter()
-                .map(|c| sm.query(&c.op).ok_or(()))
-                .collect::<Vec<_>>()
-        }) {
-            Ok(replies) => out.extend(replies.into_iter().map(|r| {
-                r.map_err(|()| ExecError::Failed("internal: a read answered as a write".into()))
+        self.next = end;
+        Some(Step::Reads(&cmds[i..end]))
+    }
+
+    fn write_done(&mut self, result: Result<Reply, KvError>) {
+        let result = result.map_err(ExecError::from);
+        // A session unknown to the state machine stops the batch too: the caller
+        // starts a new session and retries from this command.
+        self.failed = match &result {
+            Ok(reply) => *reply == Reply::SessionExpired,
+            Err(e) => e.is_retryable(),
+        };
+        self.out.push(result);
+    }
+
+    fn reads_done(&mut self, n: usize, result: Result<Vec<Option<Reply>>, KvError>) {
+        match result {
+            Ok(replies) => self.out.extend(replies.into_iter().map(|r| {
+                r.ok_or_else(|| ExecError::Failed("internal: a read answered as a write".into()))
             })),
             Err(e) => {
                 let e = ExecError::from(e);
-                failed = e.is_retryable();
-                out.extend(reads.iter().map(|_| Err(e.clone())));
+                self.failed = e.is_retryable();
+                self.out.extend((0..n).map(|_| Err(e.clone())));
             }
         }
-        i = end;
     }
-    out
 }

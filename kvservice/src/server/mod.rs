@@ -53,7 +53,7 @@ mod stats;
 
 pub use config::ServerConfig;
 pub use error::ServerError;
-pub use exec::{ExecError, execute_batch};
+pub use exec::{ExecError, execute_batch, execute_batch_async};
 pub use forward::{
     FORWARD_FORMAT, ForwardReply, ForwardRequest, Forwarder, decode_forward_reply,
     decode_forward_request, encode_forward_request, serve_forwarded,

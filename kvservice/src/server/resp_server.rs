@@ -104,9 +104,9 @@ impl RespServer {
         self.shared.counters.snapshot()
     }
 
-    /// Stops accepting and closes every connection (a batch under way is abandoned; a
-    /// blocking replica call it made finishes in the background). Returns at once;
-    /// calling it again does nothing.
+    /// Stops accepting and closes every connection (a batch under way is abandoned and
+    /// its waiters cancelled; commands already proposed may still apply). Returns at
+    /// once; calling it again does nothing.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
         if let Some(task) = self.accept_task.lock().take() {

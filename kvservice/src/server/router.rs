@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use raftkv_consensus::Role;
 use raftkv_storage::NodeId;
 
-use super::exec::{ExecError, execute_batch};
+use super::exec::{ExecError, execute_batch_async};
 use super::forward::{Forwarder, decode_forward_reply, encode_forward_request};
 use super::session::Session;
 use crate::command::{Command, Reply};
@@ -231,11 +231,7 @@ impl Router {
             self.note_leader(l);
         }
         if status.role == Role::Leader {
-            let replica = Arc::clone(&self.replica);
-            return match tokio::task::spawn_blocking(move || execute_batch(&replica, &cmds)).await {
-                Ok(results) => results,
-                Err(e) => all(ExecError::Failed(format!("internal: {e}"))),
-            };
+            return execute_batch_async(&self.replica, &cmds).await;
         }
         let Some(to) = status
             .leader
