@@ -10,16 +10,16 @@
 
 #![allow(missing_docs, reason = "criterion_group! generates undocumented items")]
 
+#[allow(dead_code, reason = "each bench uses part of the shared helpers")]
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::quick;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use raftkv::storage::Backend;
 use raftkv::{Db, DbConfig};
-
-fn quick() -> bool {
-    std::env::var_os("RAFTKV_BENCH_QUICK").is_some()
-}
 
 fn seq_puts(c: &mut Criterion) {
     let mut config = DbConfig::memory();
@@ -54,16 +54,9 @@ fn concurrent_puts(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    std::thread::scope(|s| {
-                        for w in 0..writers {
-                            let db = Arc::clone(&db);
-                            s.spawn(move || {
-                                for i in 0..per_writer {
-                                    let key = format!("w{w}-{}", i % 64);
-                                    db.put(key.as_bytes(), &[7u8; 100]).expect("put");
-                                }
-                            });
-                        }
+                    common::run_writers(&db, writers, per_writer, |db, w, i| {
+                        let key = format!("w{w}-{}", i % 64);
+                        db.put(key.as_bytes(), &[7u8; 100]).expect("put");
                     });
                 }
                 start.elapsed()
