@@ -3,6 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod chaos;
+pub mod history;
+pub mod proxy;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,6 +60,64 @@ pub struct Member {
 }
 
 impl Member {
+    /// A member not started yet: `args` are the `raftkv` arguments, `log` the file its
+    /// stderr is appended to.
+    pub fn new(id: u64, client: String, dir: PathBuf, args: Vec<String>, log: PathBuf) -> Member {
+        Member {
+            id,
+            client,
+            dir,
+            args,
+            child: None,
+            log,
+        }
+    }
+
+    /// The process id, while a process was started and not reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) to the process; false if
+    /// there is none.
+    pub fn signal(&self, signal: i32) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet (we hold the
+        // Child and only reap in kill/terminate/exit_status), so it cannot be reused.
+        unsafe { libc::kill(pid as i32, signal) == 0 }
+    }
+
+    /// The exit status if the process has exited (it is reaped then).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
+    /// One command on a fresh connection, waiting at most `timeout` to connect and for
+    /// the reply; `None` if the member does not answer in time.
+    pub fn command_within(&self, args: &[&str], timeout: Duration) -> Option<Value> {
+        let mut c = RespClient::connect(&self.client, timeout).ok()?;
+        c.command(args).ok()
+    }
+
+    /// The INFO text, if the member answers within `timeout`.
+    pub fn info_within(&self, timeout: Duration) -> Option<String> {
+        match self.command_within(&["INFO"], timeout)? {
+            Value::BulkString(Some(text)) => Some(String::from_utf8_lossy(&text).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// The last `n` lines of the member's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         self.child
