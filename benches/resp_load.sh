@@ -4,6 +4,8 @@
 # pipelining (-P 16). Prints one line per run: test, ops/s, p50 and p99 in ms.
 #
 #   benches/resp_load.sh [--backend file|rocksdb|memory] [--requests N] [--target leader|follower]
+#   PROFILE=1 benches/resp_load.sh    # also a system-wide perf profile of 6 s of SET -P 1
+#                                     # load, summarized into benches/profile-resp-set.txt
 #
 # Needs redis-benchmark (Debian's redis-tools; installed if missing when run as root).
 set -euo pipefail
@@ -20,7 +22,8 @@ while [ $# -gt 0 ]; do
 done
 
 if ! command -v redis-benchmark >/dev/null; then
-  apt-get install -y redis-tools >/dev/null
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
 fi
 source scripts/env.sh >/dev/null
 features=()
@@ -56,3 +59,25 @@ for pipeline in 1 16; do
   redis-benchmark -p "$port" -t set,get -n "$requests" -c 50 -d 100 -P "$pipeline" --csv 2>/dev/null |
     tr -d '"' | awk -F, -v p="$pipeline" 'NR > 1 { printf "raftkv %-4s -P %-2s %9.0f ops/s  p50 %6.2f ms  p99 %6.2f ms\n", $1, p, $2, $5, $7 }'
 done
+
+if [ "${PROFILE:-0}" = 1 ]; then
+  command -v perf >/dev/null || { echo "PROFILE=1 needs perf (Debian: linux-perf)" >&2; exit 1; }
+  redis-benchmark -p "$port" -t set -n "$((requests * 3))" -c 50 -d 100 -q >"$work/profiled.txt" 2>&1 &
+  load=$!
+  sleep 2
+  perf record -a -g -F 499 -o "$work/perf.data" -- sleep 6 >/dev/null 2>&1
+  wait "$load" || true
+  out=benches/profile-resp-set.txt
+  {
+    echo "# perf record -a, 6 s of redis-benchmark -t set -c 50 -d 100 -P 1 against the leader"
+    echo "# of a 3-member loopback cluster (backend $backend, fsync on); $(nproc) cores, $(uname -r)"
+    echo "# $(tr '\r' '\n' <"$work/profiled.txt" | grep -a 'overall' | tail -1)"
+    echo; echo "## CPU by thread"
+    perf report -i "$work/perf.data" --no-children --sort comm,pid --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -24
+    echo; echo "## user space vs kernel"
+    perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -6
+    echo; echo "## inclusive, by symbol"
+    perf report -i "$work/perf.data" --children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -45
+  } >"$out"
+  echo "profile written to $out" >&2
+fi
