@@ -1,7 +1,8 @@
 //! `raftkv server` refuses to start, with a message that names the problem, on wrong
 //! configuration and on data it must not serve from: an unknown backend, duplicate
 //! member ids, a data directory of another member or another backend, a corrupted
-//! snapshot that leaves the log unbridgeable, and a malformed config file.
+//! snapshot that leaves the log unbridgeable, a malformed config file, and a client
+//! address open beyond loopback without a password.
 
 mod support;
 
@@ -63,6 +64,22 @@ fn configuration_mistakes_are_refused_by_name() {
 
     let out = server(&["--id", "1", "--peers", &peers, "--listen", &listen]);
     refused(&out, 2, "`data_dir`");
+
+    // Clients on a non-loopback address need a password, or --insecure.
+    let wildcard = listen.replace("127.0.0.1", "0.0.0.0");
+    let open = [
+        "--id",
+        "1",
+        "--peers",
+        &peers,
+        "--listen",
+        &wildcard,
+        "--data-dir",
+        d,
+    ];
+    let out = server(&open);
+    refused(&out, 2, "not a loopback address");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
 
     let toml = dir.path().join("node.toml");
     std::fs::write(&toml, "id = 1\nlisen = \"127.0.0.1:1\"\n").expect("write toml");

@@ -2,9 +2,11 @@
 //! `RespServer` per replica on 127.0.0.1:0, followers forwarding to the leader through
 //! a forwarder over the `LocalCluster`, and raw RESP over `std::net::TcpStream`.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,12 +16,13 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use raftkv_kvservice::cluster::{ClusterConfig, ClusterStorage, LocalCluster};
 use raftkv_kvservice::command::{Command, Op, Reply, SetCond};
-use raftkv_kvservice::resp::{Limits, Value, parse_value};
+use raftkv_kvservice::resp::Value;
 use raftkv_kvservice::server::{
     Forwarder, RespServer, ServerConfig, decode_forward_reply, encode_forward_request,
     serve_forwarded,
 };
 use raftkv_storage::NodeId;
+use support::resp_client::{RespClient, encode_request, req};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -135,8 +138,8 @@ impl Fixture {
             .expect("a follower")
     }
 
-    fn client(&self, id: NodeId) -> Client {
-        Client::connect(self.servers[&id].local_addr())
+    fn client(&self, id: NodeId) -> RespClient {
+        RespClient::connect(self.servers[&id].local_addr())
     }
 }
 
@@ -146,88 +149,6 @@ impl Drop for Fixture {
             s.shutdown();
         }
         self.cluster.shutdown();
-    }
-}
-
-/// A raw RESP client.
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-fn encode_request(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-fn req(args: &[&str]) -> Vec<u8> {
-    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-    encode_request(&args)
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .expect("timeout");
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send");
-    }
-
-    /// Reads one reply; returns it and its exact bytes.
-    fn read_reply(&mut self) -> (Value, Vec<u8>) {
-        loop {
-            if let Some((value, used)) = parse_value(&self.buf, &Limits::DEFAULT).expect("reply") {
-                let raw: Vec<u8> = self.buf.drain(..used).collect();
-                return (value, raw);
-            }
-            let mut chunk = [0u8; 64 << 10];
-            let n = self.stream.read(&mut chunk).expect("read a reply");
-            assert!(
-                n > 0,
-                "connection closed; got {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Sends a command and returns the exact bytes of its reply, as a string.
-    fn cmd(&mut self, args: &[&str]) -> String {
-        self.send(&req(args));
-        String::from_utf8_lossy(&self.read_reply().1).into_owned()
-    }
-
-    fn value(&mut self, args: &[&str]) -> Value {
-        self.send(&req(args));
-        self.read_reply().0
-    }
-
-    /// Asserts the server closes the connection (after any buffered replies).
-    fn expect_closed(&mut self) {
-        assert!(self.buf.is_empty(), "unread: {:?}", self.buf);
-        let mut chunk = [0u8; 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => {}
-            Ok(n) => panic!(
-                "expected close, got {:?}",
-                String::from_utf8_lossy(&chunk[..n])
-            ),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-            Err(e) => panic!("expected close, got {e}"),
-        }
     }
 }
 
@@ -267,7 +188,7 @@ fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Every command, with exact reply bytes, through `client` (keys prefixed by `p`).
-fn check_commands(c: &mut Client, p: &str) {
+fn check_commands(c: &mut RespClient, p: &str) {
     let k = |s: &str| format!("{p}{s}");
     assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
     assert_eq!(c.cmd(&["ping", "hello"]), "$5\r\nhello\r\n");
@@ -456,7 +377,7 @@ fn pipelined_requests_are_answered_in_order() {
         ("follower", f.servers[&follower].local_addr()),
         ("follower, small packs", small.local_addr()),
     ] {
-        let mut c = Client::connect(addr);
+        let mut c = RespClient::connect(addr);
         let mut pipeline = Vec::new();
         for i in 0..1000 {
             pipeline.extend(req(&["SET", &format!("{name}:{i}"), &format!("value-{i}")]));
@@ -679,7 +600,7 @@ fn bad_input_gets_an_error_and_does_not_hurt_others() {
     poll_until("closed connections to be counted", || {
         f.servers[&leader].stats().connected_clients == 1
     });
-    let mut others: Vec<Client> = (0..7).map(|_| f.client(leader)).collect();
+    let mut others: Vec<RespClient> = (0..7).map(|_| f.client(leader)).collect();
     for c in &mut others {
         assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
     }

@@ -16,7 +16,7 @@ pub struct ServerArgs {
     /// Every member's Raft address, this one included: `1=HOST:PORT,2=HOST:PORT,...`.
     #[arg(long)]
     peers: Option<String>,
-    /// Client (Redis protocol) listen address, `HOST:PORT`.
+    /// Client (Redis protocol) listen address, `HOST:PORT` (default 127.0.0.1:6379).
     #[arg(long)]
     listen: Option<String>,
     /// Data directory (not needed for the memory backend).
@@ -34,7 +34,10 @@ pub struct ServerArgs {
     /// Largest bulk string a client may send, in bytes (default 512 MiB).
     #[arg(long)]
     max_bulk_bytes: Option<usize>,
-    /// A TOML file with the same keys (flags win).
+    /// Serve clients on a non-loopback `--listen` address without a password.
+    #[arg(long)]
+    insecure: bool,
+    /// A TOML file with the same keys (the environment overrides it, flags win).
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -54,9 +57,14 @@ impl ServerArgs {
             max_raft_state: self.max_raft_state,
             fsync: self.fsync,
             max_bulk_bytes: self.max_bulk_bytes,
+            insecure: self.insecure.then_some(true),
             ..NodeFile::default()
         };
-        Ok(base.overlay(flags))
+        let env = NodeFile {
+            requirepass: std::env::var("RAFTKV_REQUIREPASS").ok(),
+            ..NodeFile::default()
+        };
+        Ok(base.overlay(env).overlay(flags))
     }
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use raftkv_kvservice::rsm::ReadMode;
+use raftkv_kvservice::server::Password;
 use raftkv_storage::{Backend, Durability, NodeId, StorageConfig};
 
 /// A configuration error: which setting, and what is wrong with it.
@@ -95,6 +96,10 @@ pub struct NodeFile {
     pub zstd_level: Option<i32>,
     /// Identifies the cluster on the wire (default: derived from the member list).
     pub cluster_id: Option<u64>,
+    /// The password clients must send with `AUTH` (also `RAFTKV_REQUIREPASS`).
+    pub requirepass: Option<String>,
+    /// Allow a client address other than loopback without a password.
+    pub insecure: Option<bool>,
 }
 
 impl NodeFile {
@@ -130,7 +135,9 @@ impl NodeFile {
             election_ticks,
             heartbeat_ticks,
             zstd_level,
-            cluster_id
+            cluster_id,
+            requirepass,
+            insecure
         );
         self
     }
@@ -165,7 +172,13 @@ pub struct NodeConfig {
     pub heartbeat_ticks: u32,
     /// Cluster id checked in every peer connection's hello.
     pub cluster_id: u64,
+    /// The password clients must give with `AUTH`, if any.
+    pub requirepass: Option<Password>,
 }
+
+/// Where clients are served when `listen` is not set: loopback only, as Redis's
+/// protected mode.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6379";
 
 /// Default snapshot threshold: 64 MiB of Raft state.
 pub const DEFAULT_MAX_RAFT_STATE: i64 = 64 << 20;
@@ -232,12 +245,17 @@ impl NodeConfig {
                 ));
             }
         }
-        let listen = resolve(
-            "listen",
-            f.listen
-                .as_deref()
-                .ok_or_else(|| invalid("listen", "is required (--listen)"))?,
-        )?;
+        let listen = resolve("listen", f.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let requirepass = f.requirepass.and_then(Password::new);
+        if !listen.ip().is_loopback() && requirepass.is_none() && f.insecure != Some(true) {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "{listen} is not a loopback address: set a password (`requirepass`, \
+                     RAFTKV_REQUIREPASS) or pass --insecure to serve it without one"
+                ),
+            ));
+        }
         if peers.values().any(|a| *a == listen) {
             return Err(invalid(
                 "listen",
@@ -315,6 +333,7 @@ impl NodeConfig {
             election_ticks,
             heartbeat_ticks,
             cluster_id,
+            requirepass,
         })
     }
 }
@@ -381,6 +400,45 @@ mod tests {
         assert_eq!(c.listen.port(), 6381, "flag wins");
         assert_eq!(c.storage.backend, Backend::Memory, "file value kept");
         assert_eq!(c.max_raft_state, 100_000);
+    }
+
+    #[test]
+    fn clients_are_served_on_loopback_unless_a_password_or_insecure_says_otherwise() {
+        let defaulted = NodeConfig::from_file(NodeFile {
+            listen: None,
+            ..flags(1)
+        })
+        .expect("listen defaults");
+        assert_eq!(defaulted.listen.to_string(), DEFAULT_LISTEN);
+        assert!(defaulted.requirepass.is_none());
+
+        let open = |requirepass: Option<&str>, insecure: Option<bool>| {
+            NodeConfig::from_file(NodeFile {
+                listen: Some("0.0.0.0:6390".into()),
+                requirepass: requirepass.map(str::to_string),
+                insecure,
+                ..flags(1)
+            })
+        };
+        let refused = open(None, None)
+            .expect_err("no password, not insecure")
+            .to_string();
+        assert!(
+            refused.contains("`listen`") && refused.contains("--insecure"),
+            "{refused}"
+        );
+        // An empty password is no password, as in Redis.
+        assert!(open(Some(""), None).is_err());
+        let with_password = open(Some("s3cret"), None).expect("a password opens it");
+        assert_eq!(
+            with_password.requirepass.as_ref().map(|p| p.expose()),
+            Some("s3cret")
+        );
+        assert!(
+            !format!("{with_password:?}").contains("s3cret"),
+            "the password stays out of Debug output"
+        );
+        assert!(open(None, Some(true)).is_ok());
     }
 
     #[test]

@@ -148,6 +148,7 @@ impl Server {
         client.max_bulk_bytes = config.max_bulk_bytes;
         client.max_clients = config.max_clients;
         client.peer_addrs = config.peer_names.clone();
+        client.requirepass = config.requirepass.clone();
         let forwarder = Arc::new(TcpForwarder::new(Arc::clone(&transport)));
         let resp = match RespServer::start(
             client,

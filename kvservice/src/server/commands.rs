@@ -21,6 +21,13 @@ pub(crate) enum Call {
     ClientGetName,
     /// `CLIENT ID`.
     ClientId,
+    /// `AUTH [user] password`.
+    Auth {
+        /// The user name, when given (only `default` exists).
+        user: Option<Bytes>,
+        /// The password.
+        password: Bytes,
+    },
     /// A KV operation, answered from the state machine.
     Kv(KvCall),
 }
@@ -138,6 +145,13 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
         &["@write", "@string", "@slow"],
     ),
     spec("ping", -1, &["fast"], (0, 0, 0), &["@fast", "@connection"]),
+    spec(
+        "auth",
+        -2,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        (0, 0, 0),
+        &["@fast", "@connection"],
+    ),
     spec("echo", 2, &["fast"], (0, 0, 0), &["@fast", "@connection"]),
     spec(
         "quit",
@@ -250,6 +264,17 @@ pub(crate) fn parse(args: &[Bytes]) -> Call {
         },
         "echo" => reply(|out| encode::write_bulk(out, &args[1])),
         "quit" => Call::Quit,
+        "auth" => match args.len() {
+            2 => Call::Auth {
+                user: None,
+                password: args[1].clone(),
+            },
+            3 => Call::Auth {
+                user: Some(args[1].clone()),
+                password: args[2].clone(),
+            },
+            _ => error("ERR syntax error"),
+        },
         "select" => match parse_i64(&args[1]) {
             Some(0) => ok(),
             Some(_) => error("ERR DB index is out of range"),

@@ -39,6 +39,32 @@ pub struct ServerConfig {
     /// alone). Default 64 KiB; keep it well under Raft's entry size limit, or a pack
     /// of writes that would fit one by one is refused as too large.
     pub max_write_command_bytes: usize,
+    /// The password clients must give with `AUTH` before any other command (Redis's
+    /// `requirepass`). `None`: no authentication. Default `None`.
+    pub requirepass: Option<Password>,
+}
+
+/// A password, kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps `text`; `None` for an empty one (Redis: an empty `requirepass` is none).
+    pub fn new(text: impl Into<String>) -> Option<Password> {
+        let text = text.into();
+        (!text.is_empty()).then_some(Password(text))
+    }
+
+    /// The password itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
 }
 
 impl ServerConfig {
@@ -53,6 +79,7 @@ impl ServerConfig {
             peer_addrs: BTreeMap::new(),
             max_batch: 1024,
             max_write_command_bytes: 64 << 10,
+            requirepass: None,
         }
     }
 

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::auth;
 use super::commands::{Call, ReplyKind, parse};
 use super::info::{InfoSource, info_text};
 use super::reply::render;
@@ -69,6 +70,8 @@ struct Connection {
     id: u64,
     name: Option<Bytes>,
     session: Session,
+    /// False until `AUTH` succeeds, when the server requires a password.
+    authenticated: bool,
 }
 
 /// Serves one client until it quits, sends bad input, disconnects, or the server
@@ -85,14 +88,13 @@ pub(crate) async fn serve(
         shared: Arc::clone(&shared),
         name: None,
         session: Session::new(),
+        authenticated: shared.config.requirepass.is_none(),
     };
     tracing::debug!(id = conn.id, ?peer, "client connected");
-    let limits = shared.config.limits();
-    let request_limit = shared.config.request_limit();
-    let max_batch = shared.config.max_batch.max(1);
     let mut buf = BytesMut::with_capacity(4 << 10);
     'conn: loop {
         loop {
+            let (limits, request_limit, max_batch) = conn.limits();
             let mut requests = Vec::new();
             let mut stop = None;
             while requests.len() < max_batch {
@@ -109,6 +111,14 @@ pub(crate) async fn serve(
                                 "ERR Protocol error: request larger than {request_limit} bytes"
                             )));
                         }
+                        break;
+                    }
+                    Err(e) if !conn.authenticated => {
+                        stop = Some(Stop::Protocol(format!(
+                            "ERR Protocol error: {e} (before AUTH: at most {} arguments of {} bytes)",
+                            auth::PRE_AUTH_MAX_ARGS,
+                            auth::PRE_AUTH_MAX_BULK
+                        )));
                         break;
                     }
                     Err(e) => {
@@ -161,6 +171,7 @@ pub(crate) async fn serve(
         }
         // Read more, never letting the buffer grow past the request limit (+1 byte to
         // notice it was exceeded).
+        let request_limit = conn.limits().1;
         let want = request_limit
             .saturating_add(1)
             .saturating_sub(buf.len())
@@ -221,6 +232,27 @@ async fn linger(stream: &mut TcpStream) {
 }
 
 impl Connection {
+    /// The parser limits, the most bytes buffered for one request, and the most
+    /// requests run as one batch. Until the connection authenticates, one small
+    /// request at a time, so that the requests after an `AUTH` are parsed with the
+    /// limits it earns.
+    fn limits(&self) -> (crate::resp::Limits, usize, usize) {
+        let config = &self.shared.config;
+        if self.authenticated {
+            (
+                config.limits(),
+                config.request_limit(),
+                config.max_batch.max(1),
+            )
+        } else {
+            (
+                auth::pre_auth_limits(config.limits()),
+                auth::PRE_AUTH_REQUEST_BYTES.min(config.request_limit()),
+                1,
+            )
+        }
+    }
+
     /// Runs `requests` in order; returns the replies and whether the client quit.
     async fn run_batch(&mut self, requests: Vec<Request>) -> (Vec<u8>, bool) {
         let counters = &self.shared.counters;
@@ -230,6 +262,17 @@ impl Connection {
         let pack_limit = self.shared.config.max_write_command_bytes;
         for request in requests {
             counters.commands.fetch_add(1, Ordering::Relaxed);
+            if !self.authenticated
+                && !request
+                    .args()
+                    .first()
+                    .is_some_and(|name| auth::allowed_before_auth(name))
+            {
+                let mut out = Vec::new();
+                encode::write_error(&mut out, auth::NOAUTH.as_bytes());
+                slots.push(Slot::Ready(out));
+                continue;
+            }
             match parse(request.args()) {
                 Call::Reply(bytes) => slots.push(Slot::Ready(bytes)),
                 Call::Quit => {
@@ -247,6 +290,24 @@ impl Connection {
                     match &self.name {
                         Some(name) => encode::write_bulk(&mut out, name),
                         None => encode::write_null_bulk(&mut out),
+                    }
+                    slots.push(Slot::Ready(out));
+                }
+                Call::Auth { user, password } => {
+                    let mut out = Vec::new();
+                    match auth::check(
+                        self.shared.config.requirepass.as_ref().map(|p| p.expose()),
+                        user.as_deref(),
+                        &password,
+                    ) {
+                        Ok(()) => {
+                            self.authenticated = true;
+                            encode::write_simple_string(&mut out, b"OK");
+                        }
+                        Err(msg) => {
+                            tracing::debug!(id = self.id, "AUTH refused");
+                            encode::write_error(&mut out, msg.as_bytes());
+                        }
                     }
                     slots.push(Slot::Ready(out));
                 }

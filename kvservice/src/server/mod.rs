@@ -19,6 +19,16 @@
 //!   non-zero version on a missing key (the lab's `ErrNoKey`),
 //!   `-ERRNOKEY no such key (use version 0 to create it)`.
 //!
+//! # Authentication
+//!
+//! With [`ServerConfig::requirepass`] set, a connection starts unauthenticated, as in
+//! Redis: `AUTH password` or `AUTH default password` authenticates it (`+OK`, or
+//! `-WRONGPASS ...`; the password is compared in constant time), every other command
+//! but `QUIT` is answered `-NOAUTH Authentication required.`, and its requests are
+//! parsed one at a time with at most 10 arguments of at most 16 KiB each; a larger one
+//! is a protocol error that closes the connection. Without a password, `AUTH` answers
+//! Redis's "called without any password configured" error.
+//!
 //! # Pipelining and batching
 //!
 //! A connection parses every complete request in its buffer (up to
@@ -38,6 +48,7 @@
 //! number), and a connection has at most one write command in flight, so a retry is
 //! applied at most once and answered with the original reply.
 
+mod auth;
 mod commands;
 mod config;
 mod connection;
@@ -51,7 +62,7 @@ mod router;
 mod session;
 mod stats;
 
-pub use config::ServerConfig;
+pub use config::{Password, ServerConfig};
 pub use error::ServerError;
 pub use exec::{ExecError, execute_batch, execute_batch_async};
 pub use forward::{

@@ -1,0 +1,3 @@
+//! Helpers shared by the RESP integration tests.
+
+pub mod resp_client;
