@@ -33,7 +33,6 @@ impl Poison {
     }
 
     /// True once latched.
-    #[allow(dead_code, reason = "used by the file backend")]
     pub(crate) fn is_poisoned(&self) -> bool {
         self.0.lock().is_some()
     }

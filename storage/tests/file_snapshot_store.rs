@@ -270,6 +270,7 @@ fn a_failed_publish_poisons_the_store_and_an_early_failure_does_not() {
     assert_eq!(
         plan.distinct_points(),
         [
+            "snapshot.write_frame",
             "snapshot.before_write",
             "snapshot.after_write",
             "snapshot.before_fsync",

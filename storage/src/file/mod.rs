@@ -69,7 +69,9 @@ pub struct RecoveryReport {
 /// Failpoints (see [`FaultPlan`]): `log.before_write`, `log.after_write`,
 /// `log.before_fsync`, `log.after_fsync`, `log.before_rotate`, `log.after_rotate`,
 /// `compact.before_delete`, `compact.after_delete`, and the snapshot store's
-/// `snapshot.*` points. Any failure while writing poisons the persister.
+/// `snapshot.*` points. Any failure while writing poisons the persister, except a
+/// snapshot that fails before its fsync (a full disk while its payload is written): that
+/// snapshot is abandoned and its temp file removed, and the log stays writable.
 #[derive(Debug)]
 pub struct FilePersister {
     shared: Arc<Shared>,
@@ -455,15 +457,11 @@ struct FileSnapshotWriter {
 
 impl Write for FileSnapshotWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        // A failed payload write (a full disk, say) fails this snapshot only: its temp
+        // file is removed when the writer drops, nothing was synced, and the log stays
+        // writable, so the node keeps serving from it.
         self.owner.poison.check("write snapshot")?;
-        self.writer.write(data).inspect_err(|e| {
-            let failed = StorageError::io(
-                "write snapshot payload",
-                self.writer.temp_path(),
-                std::io::Error::new(e.kind(), e.to_string()),
-            );
-            let _ = self.owner.poison.latch::<()>(Err(failed));
-        })
+        self.writer.write(data)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -486,9 +484,13 @@ impl SnapshotWriter for FileSnapshotWriter {
         stale(&owner.inner.lock())?;
         // The last frame, the header and the fsync of the snapshot file happen without
         // the lock, so that log writes are not held up by them.
-        match writer.prepare() {
-            Err(e @ StorageError::StaleSnapshot { .. }) => return Err(e),
-            r => owner.poison.latch(r)?,
+        // Failures before the fsync fail this snapshot only (see `write`); from the
+        // fsync on they poison the store, and then this persister too.
+        if let Err(e) = writer.prepare() {
+            if writer.store_poisoned() {
+                return owner.poison.latch(Err(e));
+            }
+            return Err(e);
         }
         let mut inner = owner.inner.lock();
         stale(&inner)?;

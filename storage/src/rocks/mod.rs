@@ -444,7 +444,7 @@ impl Inner {
     fn commit_snapshot(
         &self,
         meta: SnapshotMeta,
-        file: SnapshotFileWriter,
+        mut file: SnapshotFileWriter,
     ) -> Result<SnapshotInfo> {
         self.poison.check("commit snapshot")?;
         let mut view = self.view.lock();
@@ -455,6 +455,14 @@ impl Inner {
                 index: meta.index,
                 current: current.index,
             });
+        }
+        // Step 0: complete and fsync the file. A failure before the fsync fails this
+        // snapshot only; from the fsync on it poisons the store and this persister.
+        if let Err(e) = file.prepare() {
+            if file.store_poisoned() {
+                return self.poison.latch(Err(e));
+            }
+            return Err(e);
         }
         // Step 1: publish the file. From here on recovery sees this snapshot.
         let info = match file.finish() {

@@ -5,7 +5,6 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::Inner;
-use crate::error::StorageError;
 use crate::persister::{Result, SnapshotWriter};
 use crate::snapshot::SnapshotFileWriter;
 use crate::types::{SnapshotInfo, SnapshotMeta};
@@ -18,28 +17,16 @@ pub(crate) struct RocksSnapshotWriter {
 }
 
 impl Write for RocksSnapshotWriter {
+    /// A failed payload write (a full disk, say) fails this snapshot only: nothing was
+    /// synced, the temp file goes when the writer drops, and the log stays writable.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.poison.check("write snapshot payload")?;
-        self.file.write(buf).map_err(|e| self.latch(e))
+        self.file.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.poison.check("flush snapshot payload")?;
-        self.file.flush().map_err(|e| self.latch(e))
-    }
-}
-
-impl RocksSnapshotWriter {
-    /// A failed payload write poisons the persister like any other failed write.
-    fn latch(&self, e: io::Error) -> io::Error {
-        let kind = e.kind();
-        let msg = e.to_string();
-        let _ = self.inner.poison.latch::<()>(Err(StorageError::io(
-            "write snapshot payload",
-            self.inner.snapshot_dir(),
-            e,
-        )));
-        io::Error::new(kind, msg)
+        self.file.flush()
     }
 }
 

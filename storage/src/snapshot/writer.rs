@@ -141,12 +141,19 @@ impl SnapshotFileWriter {
         &self.tmp_path
     }
 
+    /// True once a failure poisoned the store this writer belongs to (a failed fsync
+    /// or publish); a failure before that fails this snapshot only.
+    pub fn store_poisoned(&self) -> bool {
+        self.store.poison.is_poisoned()
+    }
+
     /// Payload bytes accepted so far.
     pub fn payload_len(&self) -> u64 {
         self.payload_len
     }
 
     fn write_frame(&mut self, bytes: &[u8], piece: &Hasher) -> Result<()> {
+        fault::check(&self.store.faults, "snapshot.write_frame")?;
         self.file
             .write_all_at(bytes, self.pos)
             .map_err(|e| StorageError::io("write snapshot frame", &self.tmp_path, e))?;
@@ -251,8 +258,9 @@ impl SnapshotFileWriter {
     /// the file, renames it into place, fsyncs the directory. Then the store makes it
     /// current and removes all but the newest two snapshot files.
     ///
-    /// Failpoints, in order: `snapshot.before_write` (before the last frame and the
-    /// header), `snapshot.after_write`, `snapshot.before_fsync`, `snapshot.after_fsync`,
+    /// Failpoints, in order: `snapshot.write_frame` (before each frame is written,
+    /// also while the payload streams in), `snapshot.before_write` (before the last
+    /// frame and the header), `snapshot.after_write`, `snapshot.before_fsync`, `snapshot.after_fsync`,
     /// then the store's `snapshot.before_rename` .. `snapshot.after_dir_fsync`. A failure
     /// from the fsync on poisons the store.
     ///
