@@ -27,7 +27,10 @@
 //! # Failures
 //!
 //! Validation happens before anything is written; a rejected call changes nothing. Any
-//! failed write or sync, in RocksDB or in the snapshot store, poisons the persister.
+//! failed write or sync, in RocksDB or in the snapshot store, poisons the persister,
+//! except a snapshot that fails before its file's fsync (a full disk while the payload
+//! is written): that snapshot is abandoned, its temp file removed, and the log keeps
+//! taking writes.
 
 // pub(crate) for `raftkv inspect` (`crate::inspect`), which reads the same layout
 // read-only and applies the same recovery rule.
@@ -128,6 +131,11 @@ impl RocksPersister {
         plan: Arc<FaultPlan>,
     ) -> Result<Self> {
         Self::open_inner(dir, &config, Some(plan))
+    }
+
+    /// True once a failed write has poisoned the persister.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poison.is_poisoned()
     }
 
     fn open_inner(
@@ -273,10 +281,6 @@ fn check_identity(db: &DB, db_path: &Path) -> Result<()> {
 impl Inner {
     fn cf(&self, name: &str) -> Result<&ColumnFamily> {
         cf(&self.db, name, &self.db_path)
-    }
-
-    fn snapshot_dir(&self) -> PathBuf {
-        self.dir.join(SNAPSHOT_DIR)
     }
 
     fn write_options(&self) -> WriteOptions {
