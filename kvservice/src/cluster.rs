@@ -13,7 +13,8 @@ use parking_lot::Mutex;
 use raftkv_consensus::node::NodeOptions;
 use raftkv_consensus::transport::InProcessNetwork;
 use raftkv_consensus::{Config, Role};
-use raftkv_storage::{Backend, MemoryPersister, NodeId, Persister, StorageConfig};
+use raftkv_storage::fault::FaultPlan;
+use raftkv_storage::{Backend, FilePersister, MemoryPersister, NodeId, Persister, StorageConfig};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -52,6 +53,10 @@ pub struct ClusterConfig {
     pub rsm: RsmConfig,
     /// Seed for the network's loss draws and the members' RNGs.
     pub seed: u64,
+    /// Failpoints per member, for tests: its storage (memory or file backend) and its
+    /// apply loop check them. Change them for later starts with
+    /// [`LocalCluster::set_faults`].
+    pub faults: BTreeMap<NodeId, Arc<FaultPlan>>,
 }
 
 impl ClusterConfig {
@@ -64,6 +69,7 @@ impl ClusterConfig {
             node: NodeOptions::default(),
             rsm: RsmConfig::default(),
             seed: 1,
+            faults: BTreeMap::new(),
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct LocalCluster {
     /// Memory members' durable images, kept across crashes.
     images: Mutex<BTreeMap<NodeId, MemoryPersister>>,
     restarts: Mutex<u64>,
+    /// The failpoints each member starts with.
+    faults: Mutex<BTreeMap<NodeId, Arc<FaultPlan>>>,
 }
 
 impl LocalCluster {
@@ -90,6 +98,7 @@ impl LocalCluster {
         }
         let ids: Vec<NodeId> = (1..=config.members).collect();
         let cluster = LocalCluster {
+            faults: Mutex::new(config.faults.clone()),
             network: InProcessNetwork::new(config.seed),
             config,
             ids: ids.clone(),
@@ -188,6 +197,15 @@ impl LocalCluster {
         self.start_member(id)
     }
 
+    /// Sets the failpoints member `id` runs with from its next start (`None`: none).
+    pub fn set_faults(&self, id: NodeId, plan: Option<Arc<FaultPlan>>) {
+        let mut faults = self.faults.lock();
+        match plan {
+            Some(p) => faults.insert(id, p),
+            None => faults.remove(&id),
+        };
+    }
+
     /// Splits the members into `groups` (see [`InProcessNetwork::partition`]); members
     /// listed in no group are isolated. Clients are not affected: restrict them with
     /// [`ClusterClient::reach_only`].
@@ -235,11 +253,19 @@ impl LocalCluster {
         }
     }
 
-    fn persister(&self, id: NodeId) -> Result<Arc<dyn Persister>, KvError> {
+    fn persister(
+        &self,
+        id: NodeId,
+        faults: Option<Arc<FaultPlan>>,
+    ) -> Result<Arc<dyn Persister>, KvError> {
         match &self.config.storage {
             ClusterStorage::Memory => {
                 let mut images = self.images.lock();
-                let p = images.entry(id).or_default().crash_image();
+                let p = images
+                    .entry(id)
+                    .or_default()
+                    .crash_image()
+                    .with_plan(faults);
                 images.insert(id, p.clone());
                 Ok(Arc::new(p))
             }
@@ -251,13 +277,24 @@ impl LocalCluster {
                         "ClusterStorage::Dir needs a file or rocksdb backend".into(),
                     ));
                 }
-                Ok(Arc::from(c.open()?))
+                match faults {
+                    None => Ok(Arc::from(c.open()?)),
+                    Some(plan) if c.backend == Backend::File => {
+                        let dir = c.dir.clone().expect("set above");
+                        Ok(Arc::new(FilePersister::open_with_faults(&dir, c, plan)?))
+                    }
+                    Some(_) => Err(KvError::Consensus(format!(
+                        "member {id}: failpoints need the memory or file backend, not {}",
+                        c.backend
+                    ))),
+                }
             }
         }
     }
 
     fn start_member(&self, id: NodeId) -> Result<(), KvError> {
-        let persister = self.persister(id)?;
+        let faults = self.faults.lock().get(&id).cloned();
+        let persister = self.persister(id, faults.clone())?;
         let mut raft = self.config.raft.clone();
         raft.id = id;
         raft.voters = self.ids.clone();
@@ -272,7 +309,10 @@ impl LocalCluster {
             ReplicaConfig {
                 raft,
                 node,
-                rsm: self.config.rsm.clone(),
+                rsm: RsmConfig {
+                    faults,
+                    ..self.config.rsm.clone()
+                },
             },
             persister,
             self.network.transport(id),

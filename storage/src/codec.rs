@@ -32,11 +32,13 @@ pub fn encode_into<T: Serialize + ?Sized, W: Write>(
     value: &T,
     writer: &mut W,
 ) -> Result<usize, StorageError> {
-    bincode::serde::encode_into_std_write(value, writer, config()).map_err(|e| {
-        StorageError::Codec {
+    bincode::serde::encode_into_std_write(value, writer, config()).map_err(|e| match e {
+        // The writer's own failure (a full disk, say), with what it named.
+        bincode::error::EncodeError::Io { inner, .. } => StorageError::io("encode", "", inner),
+        other => StorageError::Codec {
             op: "encode",
-            detail: e.to_string(),
-        }
+            detail: other.to_string(),
+        },
     })
 }
 

@@ -120,8 +120,17 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Builds an [`StorageError::Io`].
+    /// Builds an [`StorageError::Io`]. If `source` only carries a `StorageError` back
+    /// through an `io::Write` or `io::Read` (see the `From` conversion below), that
+    /// error is returned as it was, so the file and step it names are kept.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        if source.get_ref().is_some_and(|e| e.is::<StorageError>()) {
+            let carried = source.into_inner().map(|e| e.downcast::<StorageError>());
+            if let Some(Ok(inner)) = carried {
+                return *inner;
+            }
+            unreachable!("checked above that the io::Error carries a StorageError");
+        }
         Self::Io {
             op,
             path: path.into(),
@@ -151,15 +160,20 @@ impl StorageError {
 
     /// True when the disk is full (ENOSPC), judged by the OS error code.
     pub fn is_no_space(&self) -> bool {
-        matches!(self, Self::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+        matches!(self, Self::Io { source, .. }
+            if source.raw_os_error() == Some(libc::ENOSPC)
+                || source.kind() == io::ErrorKind::StorageFull)
     }
 }
 
+/// Carries a `StorageError` through `io::Write` and `io::Read` (a snapshot writer is
+/// one): the kind is kept, and [`StorageError::io`] unwraps it on the other side.
 impl From<StorageError> for io::Error {
     fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Io { source, .. } => source,
-            other => io::Error::other(other),
-        }
+        let kind = match &e {
+            StorageError::Io { source, .. } => source.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
     }
 }

@@ -27,8 +27,8 @@ enum Action {
 
 #[derive(Debug, Default)]
 struct Armed {
-    /// Point → (hits left before it fires, how it fails).
-    points: HashMap<String, (u64, Action)>,
+    /// Point → (hits left before it fires, how it fails, whether it stays armed).
+    points: HashMap<String, (u64, Action, bool)>,
 }
 
 /// A set of armed failpoints, a record of every point reached and of every point that
@@ -58,12 +58,26 @@ impl FaultPlan {
         self.arm(point, nth, Action::Os(errno));
     }
 
+    /// Arms `point` to fail on its `nth` hit as a full disk would (`ENOSPC`).
+    pub fn fail_no_space(&self, point: &str, nth: u64) {
+        self.fail_with_os_error(point, nth, libc::ENOSPC);
+    }
+
+    /// Makes every hit of `point` fail with `ENOSPC` until [`clear`](Self::clear): a
+    /// disk that stays full.
+    pub fn disk_full(&self, point: &str) {
+        self.armed
+            .lock()
+            .points
+            .insert(point.to_string(), (1, Action::Os(libc::ENOSPC), true));
+    }
+
     fn arm(&self, point: &str, nth: u64, action: Action) {
         assert!(nth >= 1, "arming {point} at hit 0: hits are counted from 1");
         self.armed
             .lock()
             .points
-            .insert(point.to_string(), (nth, action));
+            .insert(point.to_string(), (nth, action, false));
     }
 
     /// Disarms every point.
@@ -75,7 +89,7 @@ impl FaultPlan {
     pub fn check(&self, point: &'static str) -> Result<(), StorageError> {
         self.hits.lock().push(point.to_string());
         let mut armed = self.armed.lock();
-        let Some((left, action)) = armed.points.get_mut(point) else {
+        let Some((left, action, sticky)) = armed.points.get_mut(point) else {
             return Ok(());
         };
         *left -= 1;
@@ -83,7 +97,11 @@ impl FaultPlan {
             return Ok(());
         }
         let action = *action;
-        armed.points.remove(point);
+        if *sticky {
+            *left = 1;
+        } else {
+            armed.points.remove(point);
+        }
         drop(armed);
         self.fired.lock().push(point.to_string());
         Err(match action {
@@ -168,12 +186,16 @@ mod tests {
     #[test]
     fn an_os_error_names_the_point_and_keeps_its_code() {
         let plan = FaultPlan::new();
-        plan.fail_with_os_error("snapshot.write", 1, libc::ENOSPC);
+        plan.fail_no_space("snapshot.write", 1);
         let e = plan.check("snapshot.write").expect_err("armed");
         assert!(e.is_no_space(), "{e}");
         assert!(e.to_string().contains("snapshot.write"), "{e}");
+        plan.disk_full("y");
+        assert!(plan.check("y").expect_err("full").is_no_space());
+        assert!(plan.check("y").expect_err("still full").is_no_space());
         plan.fail_at("x", 1);
         plan.clear();
         assert!(plan.check("x").is_ok());
+        assert!(plan.check("y").is_ok(), "room again");
     }
 }

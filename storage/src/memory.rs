@@ -66,6 +66,12 @@ impl MemoryPersister {
         }
     }
 
+    /// This persister with its writes passing through `plan`'s failpoints (or none).
+    pub fn with_plan(mut self, plan: Option<Arc<FaultPlan>>) -> Self {
+        self.faults = plan;
+        self
+    }
+
     /// A new, independent persister holding exactly what is durable now: what a node
     /// restarted after a crash at this instant would find.
     pub fn crash_image(&self) -> MemoryPersister {

@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use raftkv_storage::fault::{self, FaultPlan};
 use raftkv_storage::{Persister, codec};
 
 pub use raft::{
@@ -75,6 +76,11 @@ pub struct RsmConfig {
     pub max_sessions: usize,
     /// Largest encoded command accepted.
     pub max_command_bytes: u64,
+    /// Failpoints of the apply loop, for tests: `rsm.before_install_snapshot` and
+    /// `rsm.after_install_snapshot` around replacing the state with a snapshot the
+    /// leader sent. A failure there stops the apply loop, as a crash at that step
+    /// would (the node's persisted snapshot is restored at the next start).
+    pub faults: Option<Arc<FaultPlan>>,
 }
 
 impl Default for RsmConfig {
@@ -87,6 +93,7 @@ impl Default for RsmConfig {
             session_ttl_ms: crate::sessions::DEFAULT_SESSION_TTL_MS,
             max_sessions: crate::sessions::DEFAULT_MAX_SESSIONS,
             max_command_bytes: 64 << 20,
+            faults: None,
         }
     }
 }
@@ -236,10 +243,11 @@ impl Rsm {
         let thread = {
             let shared = Arc::clone(&shared);
             let snapshotter = Arc::clone(&snapshotter);
+            let faults = config.faults.clone();
             let applies = applies.into_iter();
             std::thread::Builder::new()
                 .name("rsm-apply".into())
-                .spawn(move || apply_loop(applies, &shared, &snapshotter))
+                .spawn(move || apply_loop(applies, &shared, &snapshotter, &faults))
                 .map_err(|e| {
                     KvError::Storage(raftkv_storage::StorageError::io(
                         "spawn apply thread",
@@ -276,6 +284,11 @@ impl Rsm {
     /// Snapshot activity so far.
     pub fn snapshot_stats(&self) -> SnapshotStats {
         self.snapshotter.stats()
+    }
+
+    /// Why the last snapshot failed (a full disk, say), until one succeeds.
+    pub fn last_snapshot_error(&self) -> Option<String> {
+        self.snapshotter.last_error()
     }
 
     /// Runs `f` on the current state (for reads already known to be linearizable, and
@@ -793,6 +806,7 @@ fn apply_loop(
     applies: impl Iterator<Item = ApplyMsg>,
     shared: &Shared,
     snapshotter: &Arc<Snapshotter>,
+    faults: &Option<Arc<FaultPlan>>,
 ) {
     // Answers are sent after the locks are released.
     let mut done = Completions::default();
@@ -847,11 +861,19 @@ fn apply_loop(
                     }
                     SessionTable::new_like(sm.sessions())
                 };
+                if let Err(e) = fault::check(faults, "rsm.before_install_snapshot") {
+                    tracing::error!(index = meta.index, error = %e, "apply loop stops");
+                    break;
+                }
                 // Decoded without the lock: readers keep the current state meanwhile
                 // (only this thread changes it).
                 match KvStateMachine::read_snapshot(payload, sessions) {
                     Ok(restored) => {
                         *shared.sm.lock() = restored;
+                        if let Err(e) = fault::check(faults, "rsm.after_install_snapshot") {
+                            tracing::error!(index = meta.index, error = %e, "apply loop stops");
+                            break;
+                        }
                         shared.installed.fetch_add(1, Ordering::Relaxed);
                         shared.applied_changed.notify_all();
                         shared

@@ -39,6 +39,8 @@ pub(crate) struct Snapshotter {
     raft: Arc<dyn RaftHandle>,
     threshold: Option<u64>,
     stats: Mutex<SnapshotStats>,
+    /// Why the last failed snapshot failed, until one succeeds.
+    last_error: Mutex<Option<String>>,
     idle: Condvar,
 }
 
@@ -55,12 +57,18 @@ impl Snapshotter {
             raft,
             threshold,
             stats: Mutex::new(SnapshotStats::default()),
+            last_error: Mutex::new(None),
             idle: Condvar::new(),
         }
     }
 
     pub(crate) fn stats(&self) -> SnapshotStats {
         *self.stats.lock()
+    }
+
+    /// Why the last snapshot failed, if no snapshot succeeded since.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
     }
 
     /// Called by the apply loop after each apply, with the state machine locked.
@@ -88,6 +96,7 @@ impl Snapshotter {
             let mut stats = self.stats.lock();
             stats.in_progress = false;
             stats.failed += 1;
+            *self.last_error.lock() = Some(format!("cannot spawn the snapshot thread: {e}"));
             self.idle.notify_all();
         }
     }
@@ -108,6 +117,7 @@ impl Snapshotter {
         match result {
             Ok((payload, info)) => {
                 self.raft.snapshot_taken(meta);
+                *self.last_error.lock() = None;
                 let mut stats = self.stats.lock();
                 stats.taken += 1;
                 stats.last_index = meta.index;
@@ -130,6 +140,7 @@ impl Snapshotter {
             }
             Err(e) => {
                 tracing::error!(index = meta.index, error = %e, "snapshot failed; the node keeps serving from its log");
+                *self.last_error.lock() = Some(e.to_string());
                 let mut stats = self.stats.lock();
                 stats.failed += 1;
                 stats.in_progress = false;

@@ -107,6 +107,14 @@ fn write_section(out: &mut String, src: &InfoSource<'_>, section: &str) {
             line("raft_state_size", &persister.raft_state_size());
             line("snapshot_count", &snap.taken);
             line("snapshot_failures", &snap.failed);
+            // As Redis's rdb_last_bgsave_status; the error on one line.
+            match replica.rsm().last_snapshot_error() {
+                None => line("last_snapshot_status", &"ok"),
+                Some(e) => {
+                    line("last_snapshot_status", &"err");
+                    line("last_snapshot_error", &e.replace(['\r', '\n'], " "));
+                }
+            }
             line("snapshot_size", &persister.snapshot_size());
             line("last_snapshot_index", &snap.last_index);
             line("last_snapshot_duration_ms", &snap.last_duration.as_millis());
