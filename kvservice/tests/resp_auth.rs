@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftkv_kvservice::cluster::{ClusterConfig, ClusterStorage, LocalCluster};
+use raftkv_kvservice::resp::Value;
 use raftkv_kvservice::server::{Password, RespServer, ServerConfig};
-use support::resp_client::{RespClient, encode_request as req};
+use support::resp_client::{RespClient, encode_request as req, field, hello_reply};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -151,4 +152,55 @@ fn without_a_password_auth_is_an_error_and_nothing_is_required() {
     let reply = "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n";
     c.expect(&[b"AUTH", b"x"], reply);
     c.expect(&[b"SET", b"k", b"v"], "+OK\r\n");
+}
+
+#[test]
+fn hello_authenticates_or_is_refused_before_auth() {
+    let f = Fixture::start(Some("s3cret"));
+    let mut c = f.client();
+    let noauth_hello = "-NOAUTH HELLO must be called with the client already authenticated, \
+                        otherwise the HELLO <proto> AUTH <user> <pass> option can be used to \
+                        authenticate the client and select the RESP protocol version at the \
+                        same time\r\n";
+    c.expect(&[b"HELLO"], noauth_hello);
+    c.expect(&[b"HELLO", b"3"], noauth_hello);
+    c.expect(&[b"HELLO", b"3", b"SETNAME", b"x"], noauth_hello);
+    c.expect(&[b"HELLO", b"3", b"AUTH", b"default", b"wrong"], WRONGPASS);
+    c.expect(&[b"HELLO", b"3", b"AUTH", b"admin", b"s3cret"], WRONGPASS);
+    c.expect(
+        &[b"HELLO", b"9", b"AUTH", b"default", b"s3cret"],
+        "-NOPROTO unsupported protocol version\r\n",
+    );
+    // Still unauthenticated, still RESP2.
+    c.expect(&[b"GET", b"k"], NOAUTH);
+    c.send(&req(&[
+        b"HELLO", b"3", b"AUTH", b"default", b"s3cret", b"SETNAME", b"app",
+    ]));
+    let (hello, raw) = c.read_reply();
+    let Some(Value::Integer(id)) = field(&hello, "id") else {
+        panic!("HELLO reply: {hello:?}");
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&raw),
+        hello_reply(3, id, "standalone", "master")
+    );
+    c.expect(&[b"GET", b"missing"], "_\r\n");
+    c.expect(&[b"CLIENT", b"GETNAME"], "$3\r\napp\r\n");
+    c.expect(&[b"CLIENT", b"ID"], &format!(":{id}\r\n"));
+    // HELLO on an authenticated connection needs no AUTH.
+    c.expect(
+        &[b"HELLO", b"2"],
+        &hello_reply(2, id, "standalone", "master"),
+    );
+}
+
+#[test]
+fn hello_auth_without_a_password_takes_the_default_user_only() {
+    let f = Fixture::start(None);
+    let mut c = f.client();
+    c.expect(&[b"HELLO", b"2", b"AUTH", b"bob", b"x"], WRONGPASS);
+    c.send(&req(&[b"HELLO", b"3", b"AUTH", b"default", b"anything"]));
+    let (hello, _) = c.read_reply();
+    assert_eq!(field(&hello, "proto"), Some(Value::Integer(3)), "{hello:?}");
+    c.expect(&[b"AUTH", b"default", b"whatever"], "+OK\r\n");
 }

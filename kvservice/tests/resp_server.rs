@@ -4,153 +4,19 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
-use raftkv_kvservice::cluster::{ClusterConfig, ClusterStorage, LocalCluster};
 use raftkv_kvservice::command::{Command, Op, Reply, SetCond};
 use raftkv_kvservice::resp::Value;
 use raftkv_kvservice::server::{
-    Forwarder, RespServer, ServerConfig, decode_forward_reply, encode_forward_request,
-    serve_forwarded,
+    ServerConfig, decode_forward_reply, encode_forward_request, serve_forwarded,
 };
 use raftkv_storage::NodeId;
+use support::fixture::{Fixture, WAIT, poll_until, raft_addr};
 use support::resp_client::{RespClient, encode_request, req};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Forwards over the in-process cluster; links of the members in `cut` fail.
-struct ClusterForwarder {
-    cluster: Arc<LocalCluster>,
-    from: NodeId,
-    cut: Arc<Mutex<BTreeSet<NodeId>>>,
-}
-
-impl Forwarder for ClusterForwarder {
-    fn call(
-        &self,
-        to: NodeId,
-        request: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'static>> {
-        let blocked = {
-            let cut = self.cut.lock();
-            cut.contains(&self.from) || cut.contains(&to)
-        };
-        let replica = self.cluster.replica(to);
-        Box::pin(async move {
-            if blocked {
-                return Err(format!("link to node {to} is cut"));
-            }
-            let replica = replica.ok_or_else(|| format!("node {to} is down"))?;
-            tokio::task::spawn_blocking(move || serve_forwarded(&replica, &request))
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-}
-
-/// A raft address for node `id`, as the lead's config would name it.
-fn raft_addr(id: NodeId) -> String {
-    format!("10.0.0.{id}:7000")
-}
-
-struct Fixture {
-    cluster: Arc<LocalCluster>,
-    runtime: tokio::runtime::Runtime,
-    servers: BTreeMap<NodeId, RespServer>,
-    cut: Arc<Mutex<BTreeSet<NodeId>>>,
-}
-
-impl Fixture {
-    fn start(tune: impl Fn(&mut ServerConfig)) -> Fixture {
-        Self::start_with(|_| {}, tune)
-    }
-
-    fn start_with(
-        tune_cluster: impl FnOnce(&mut ClusterConfig),
-        tune: impl Fn(&mut ServerConfig),
-    ) -> Fixture {
-        let mut config = ClusterConfig::new(3, ClusterStorage::Memory);
-        tune_cluster(&mut config);
-        let cluster = Arc::new(LocalCluster::start(config).expect("start"));
-        cluster.wait_ready(WAIT).expect("leader");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let cut = Arc::new(Mutex::new(BTreeSet::new()));
-        let mut fixture = Fixture {
-            cluster,
-            runtime,
-            servers: BTreeMap::new(),
-            cut,
-        };
-        for id in fixture.cluster.ids().to_vec() {
-            let server = fixture.server(id, &tune);
-            fixture.servers.insert(id, server);
-        }
-        fixture
-    }
-
-    /// Starts another server for member `id`.
-    fn server(&self, id: NodeId, tune: &dyn Fn(&mut ServerConfig)) -> RespServer {
-        let mut config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-        config.peer_addrs = self
-            .cluster
-            .ids()
-            .iter()
-            .map(|&i| (i, raft_addr(i)))
-            .collect();
-        tune(&mut config);
-        let forwarder = Arc::new(ClusterForwarder {
-            cluster: Arc::clone(&self.cluster),
-            from: id,
-            cut: Arc::clone(&self.cut),
-        });
-        RespServer::start(
-            config,
-            self.cluster.replica(id).expect("member"),
-            Some(forwarder),
-            self.runtime.handle(),
-        )
-        .expect("server")
-    }
-
-    fn leader(&self) -> NodeId {
-        self.cluster.wait_ready(WAIT).expect("leader")
-    }
-
-    fn follower(&self) -> NodeId {
-        let leader = self.leader();
-        *self
-            .cluster
-            .ids()
-            .iter()
-            .find(|&&id| id != leader)
-            .expect("a follower")
-    }
-
-    fn client(&self, id: NodeId) -> RespClient {
-        RespClient::connect(self.servers[&id].local_addr())
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        for s in self.servers.values() {
-            s.shutdown();
-        }
-        self.cluster.shutdown();
-    }
-}
 
 fn bulk_text(v: Value) -> String {
     match v {
@@ -177,14 +43,6 @@ fn try_ping(addr: SocketAddr) -> bool {
     }
     let mut got = [0u8; 7];
     stream.read_exact(&mut got).is_ok() && &got == b"+PONG\r\n"
-}
-
-fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Every command, with exact reply bytes, through `client` (keys prefixed by `p`).
@@ -290,12 +148,16 @@ fn check_commands(c: &mut RespClient, p: &str) {
     assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
 
     // What clients send at start.
-    assert_eq!(c.cmd(&["COMMAND", "DOCS"]), "*0\r\n");
     let count = integer(c.value(&["COMMAND", "COUNT"]));
     assert!(count >= 16, "{count}");
     match c.value(&["COMMAND"]) {
         Value::Array(Some(items)) => assert_eq!(items.len() as i64, count),
         other => panic!("COMMAND: {other:?}"),
+    }
+    // A flat array of name, documentation pairs in RESP2.
+    match c.value(&["COMMAND", "DOCS"]) {
+        Value::Array(Some(items)) => assert_eq!(items.len() as i64, 2 * count),
+        other => panic!("COMMAND DOCS: {other:?}"),
     }
     assert_eq!(c.cmd(&["SELECT", "0"]), "+OK\r\n");
     assert_eq!(c.cmd(&["SELECT", "3"]), "-ERR DB index is out of range\r\n");
@@ -310,7 +172,11 @@ fn check_commands(c: &mut RespClient, p: &str) {
         c.cmd(&["CONFIG", "GET", "appendonly"]),
         "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n"
     );
-    assert_eq!(c.cmd(&["CONFIG", "GET", "maxmemory"]), "*0\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "maxmemory"]),
+        "*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"
+    );
+    assert_eq!(c.cmd(&["CONFIG", "GET", "maxclients"]), "*0\r\n");
 }
 
 #[test]
@@ -346,6 +212,8 @@ fn every_command_through_the_leader_and_a_follower() {
         "last_snapshot_duration_ms:",
         "uptime_in_seconds:",
         "# Keyspace\r\ndb0:keys=",
+        "# Server\r\nredis_version:7.2.0\r\nredis_mode:standalone\r\n",
+        "# Cluster\r\ncluster_enabled:0\r\n",
     ] {
         assert!(info.contains(needle), "INFO lacks {needle:?}:\n{info}");
     }

@@ -7,7 +7,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
-    /// A value started with a byte that is not a RESP2 type byte.
+    /// A value started with a byte that is not a RESP type byte.
     #[error("invalid type byte '{}' at byte {offset}", escape(*.byte))]
     InvalidTypeByte {
         /// The byte found.

@@ -1,11 +1,13 @@
-//! RESP2, the Redis serialization protocol, as a pure codec: no IO, no state between
-//! calls.
+//! RESP, the Redis serialization protocol (RESP2 and RESP3), as a pure codec: no IO,
+//! no state between calls.
 //!
 //! - [`parse_request`] reads one client request: a RESP array of bulk strings (what
 //!   client libraries send) or an inline command (a space-separated line, as typed over
 //!   telnet, with Redis's quoting rules).
-//! - [`parse_value`] reads any RESP2 value (replies, or tests).
-//! - [`encode`] writes replies into a `Vec<u8>`.
+//! - [`parse_value`] reads any RESP2 or RESP3 value (replies, or tests).
+//! - [`encode`] writes replies into a `Vec<u8>`, in the connection's [`Protocol`]:
+//!   RESP3 types to a RESP3 connection, their RESP2 stand-ins (as Redis 7 writes them)
+//!   to a RESP2 one.
 //!
 //! Both parsers take the bytes received so far and return `Ok(None)` when more bytes
 //! are needed, or the item and how many bytes it used (never more than given). They
@@ -22,6 +24,7 @@ mod error;
 mod inline;
 mod limits;
 mod parser;
+mod protocol;
 mod request;
 mod value;
 
@@ -31,5 +34,6 @@ mod tests;
 pub use error::ProtocolError;
 pub use limits::Limits;
 pub use parser::parse_value;
+pub use protocol::Protocol;
 pub use request::{Request, parse_request};
 pub use value::Value;

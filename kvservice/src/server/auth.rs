@@ -31,21 +31,28 @@ pub(crate) fn pre_auth_limits(base: Limits) -> Limits {
 }
 
 /// Commands a connection may send before it authenticates (the rest get `-NOAUTH`).
+/// `HELLO` answers `-NOAUTH` itself unless it carries `AUTH`.
 pub(crate) fn allowed_before_auth(name: &[u8]) -> bool {
-    [&b"auth"[..], b"quit"]
+    [&b"auth"[..], b"hello", b"quit"]
         .iter()
         .any(|c| name.eq_ignore_ascii_case(c))
 }
 
 /// Checks `user` (None: `default`) and `password` against the configured password.
-/// `Err` carries the error reply.
+/// `Err` carries the error reply. Without a configured password the `default` user
+/// takes any password, as Redis's `nopass` default user does, but the one-argument
+/// form (`AUTH password`) is an error, as in Redis.
 pub(crate) fn check(
     required: Option<&str>,
     user: Option<&[u8]>,
     password: &[u8],
 ) -> Result<(), &'static str> {
     let Some(required) = required else {
-        return Err(NO_PASSWORD_SET);
+        return match user {
+            None => Err(NO_PASSWORD_SET),
+            Some(DEFAULT_USER) => Ok(()),
+            Some(_) => Err(WRONGPASS),
+        };
     };
     let user_ok = user.is_none_or(|u| u == DEFAULT_USER);
     // Both comparisons always run, so the time spent says nothing about which failed.
@@ -94,6 +101,8 @@ mod tests {
         assert_eq!(check(Some("pw"), Some(b"admin"), b"pw"), Err(WRONGPASS));
         assert_eq!(check(Some("pw"), None, b"nope"), Err(WRONGPASS));
         assert_eq!(check(None, None, b"pw"), Err(NO_PASSWORD_SET));
+        assert_eq!(check(None, Some(b"default"), b"anything"), Ok(()));
+        assert_eq!(check(None, Some(b"admin"), b"pw"), Err(WRONGPASS));
     }
 
     #[test]
@@ -107,6 +116,7 @@ mod tests {
         };
         assert_eq!(pre_auth_limits(small).max_bulk_bytes, 100);
         assert!(allowed_before_auth(b"AUTH") && allowed_before_auth(b"quit"));
+        assert!(allowed_before_auth(b"Hello"));
         assert!(!allowed_before_auth(b"ping") && !allowed_before_auth(b"get"));
     }
 }

@@ -1,10 +1,13 @@
 //! Turning a client request into a [`Call`]: what to run and how to answer it, with
-//! Redis's arity, syntax and unknown-command errors.
+//! Redis's arity, syntax and unknown-command errors. Replies made here are rendered in
+//! the connection's [`Protocol`] at the time of the request.
 
 use bytes::Bytes;
 
+use super::command_docs::write_command_docs;
+use super::hello::{Hello, parse_hello};
 use crate::command::{Op, SetCond};
-use crate::resp::encode;
+use crate::resp::{Protocol, encode};
 
 /// What a request asks for.
 #[derive(Debug)]
@@ -21,6 +24,8 @@ pub(crate) enum Call {
     ClientGetName,
     /// `CLIENT ID`.
     ClientId,
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    Hello(Hello),
     /// `AUTH [user] password`.
     Auth {
         /// The user name, when given (only `default` exists).
@@ -146,6 +151,20 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
     ),
     spec("ping", -1, &["fast"], (0, 0, 0), &["@fast", "@connection"]),
     spec(
+        "hello",
+        -1,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        (0, 0, 0),
+        &["@fast", "@connection"],
+    ),
+    spec(
         "auth",
         -2,
         &["noscript", "loading", "stale", "fast", "no_auth"],
@@ -197,17 +216,22 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-/// `CONFIG GET` answers these (what `redis-benchmark` asks at start); everything else
-/// matches nothing.
-const CONFIG: &[(&str, &str)] = &[("save", ""), ("appendonly", "no"), ("databases", "1")];
+/// `CONFIG GET` answers these (what `redis-benchmark` and client libraries ask at
+/// start); everything else matches nothing. Persistence is Raft's log and snapshots,
+/// not RDB or AOF, and there is no memory limit or eviction.
+const CONFIG: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "no"),
+    ("maxmemory", "0"),
+    ("databases", "1"),
+];
 
-/// Parses a non-empty request.
-pub(crate) fn parse(args: &[Bytes]) -> Call {
+/// Parses a non-empty request, for a connection that speaks `proto`.
+pub(crate) fn parse(args: &[Bytes], proto: Protocol) -> Call {
     let Some(name) = args.first() else {
         return error("ERR empty request");
     };
-    let lower = name.to_ascii_lowercase();
-    let Some(spec) = COMMANDS.iter().find(|c| c.name.as_bytes() == lower) else {
+    let Some(spec) = find_command(name) else {
         return Call::Reply(unknown_command(args));
     };
     if !arity_ok(spec.arity, args.len()) {
@@ -257,6 +281,7 @@ pub(crate) fn parse(args: &[Bytes]) -> Call {
             ),
             None => error("ERR value is not an integer or out of range"),
         },
+        "hello" => parse_hello(args).unwrap_or_else(|msg| error(&msg)),
         "ping" => match args.get(1) {
             None => reply(|out| encode::write_simple_string(out, b"PONG")),
             Some(msg) if args.len() == 2 => reply(|out| encode::write_bulk(out, msg)),
@@ -280,9 +305,9 @@ pub(crate) fn parse(args: &[Bytes]) -> Call {
             Some(_) => error("ERR DB index is out of range"),
             None => error("ERR value is not an integer or out of range"),
         },
-        "command" => parse_command(args),
+        "command" => parse_command(args, proto),
         "client" => parse_client(args),
-        "config" => parse_config(args),
+        "config" => parse_config(args, proto),
         "info" => Call::Info(
             args[1..]
                 .iter()
@@ -320,12 +345,12 @@ fn parse_set(args: &[Bytes]) -> Call {
     )
 }
 
-fn parse_command(args: &[Bytes]) -> Call {
+fn parse_command(args: &[Bytes], proto: Protocol) -> Call {
     let Some(sub) = args.get(1) else {
         return reply(|out| {
             encode::write_array_header(out, COMMANDS.len());
             for spec in COMMANDS {
-                write_command_info(out, spec);
+                write_command_info(out, proto, spec);
             }
         });
     };
@@ -334,23 +359,29 @@ fn parse_command(args: &[Bytes]) -> Call {
             reply(|out| encode::write_integer(out, COMMANDS.len() as i64))
         }
         b"count" => wrong_arity("command|count"),
-        // Redis 7 answers a map of documentation; clients only use it for hints.
-        b"docs" => reply(|out| encode::write_array_header(out, 0)),
+        b"docs" => reply(|out| {
+            let names = &args[2..];
+            let specs: Vec<&CommandSpec> = if names.is_empty() {
+                COMMANDS.iter().collect()
+            } else {
+                names.iter().filter_map(|n| find_command(n)).collect()
+            };
+            write_command_docs(out, proto, &specs);
+        }),
         b"info" => reply(|out| {
             let names = &args[2..];
             if names.is_empty() {
                 encode::write_array_header(out, COMMANDS.len());
                 COMMANDS
                     .iter()
-                    .for_each(|spec| write_command_info(out, spec));
+                    .for_each(|spec| write_command_info(out, proto, spec));
                 return;
             }
             encode::write_array_header(out, names.len());
             for name in names {
-                let lower = name.to_ascii_lowercase();
-                match COMMANDS.iter().find(|c| c.name.as_bytes() == lower) {
-                    Some(spec) => write_command_info(out, spec),
-                    None => encode::write_null_array(out),
+                match find_command(name) {
+                    Some(spec) => write_command_info(out, proto, spec),
+                    None => encode::write_null(out, proto),
                 }
             }
         }),
@@ -364,39 +395,44 @@ fn parse_command(args: &[Bytes]) -> Call {
     }
 }
 
-/// Redis 7's command info: name, arity, flags, first key, last key, step, ACL
-/// categories, tips, key specs, subcommands.
-fn write_command_info(out: &mut Vec<u8>, spec: &CommandSpec) {
+/// The command named `name` (any case).
+pub(crate) fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .iter()
+        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Redis 7's command info: name, arity, flags (a set), first key, last key, step, ACL
+/// categories (a set), tips (a set), key specs, subcommands (both empty here: clients
+/// fall back to first key, last key and step).
+fn write_command_info(out: &mut Vec<u8>, proto: Protocol, spec: &CommandSpec) {
     encode::write_array_header(out, 10);
     encode::write_bulk(out, spec.name.as_bytes());
     encode::write_integer(out, spec.arity);
-    encode::write_array_header(out, spec.flags.len());
-    for flag in spec.flags {
-        encode::write_simple_string(out, flag.as_bytes());
-    }
+    write_status_set(out, proto, spec.flags);
     encode::write_integer(out, spec.first_key);
     encode::write_integer(out, spec.last_key);
     encode::write_integer(out, spec.step);
-    encode::write_array_header(out, spec.acl.len());
-    for cat in spec.acl {
-        encode::write_simple_string(out, cat.as_bytes());
-    }
-    for _ in 0..3 {
-        encode::write_array_header(out, 0);
+    write_status_set(out, proto, spec.acl);
+    write_status_set(out, proto, &[]);
+    encode::write_array_header(out, 0);
+    encode::write_array_header(out, 0);
+}
+
+fn write_status_set(out: &mut Vec<u8>, proto: Protocol, items: &[&str]) {
+    encode::write_set_header(out, proto, items.len());
+    for item in items {
+        encode::write_simple_string(out, item.as_bytes());
     }
 }
 
 fn parse_client(args: &[Bytes]) -> Call {
     let sub = args[1].to_ascii_lowercase();
     match sub.as_slice() {
-        b"setname" if args.len() == 3 => {
-            let name = &args[2];
-            if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-                error("ERR Client names cannot contain spaces, newlines or special characters.")
-            } else {
-                Call::ClientSetName(name.clone())
-            }
-        }
+        b"setname" if args.len() == 3 => match check_client_name(&args[2]) {
+            Ok(()) => Call::ClientSetName(args[2].clone()),
+            Err(msg) => error(msg),
+        },
         b"setname" => wrong_arity("client|setname"),
         b"getname" if args.len() == 2 => Call::ClientGetName,
         b"getname" => wrong_arity("client|getname"),
@@ -409,7 +445,17 @@ fn parse_client(args: &[Bytes]) -> Call {
     }
 }
 
-fn parse_config(args: &[Bytes]) -> Call {
+/// Redis's rule for client names (`CLIENT SETNAME`, `HELLO ... SETNAME`): printable
+/// ASCII without spaces. `Err` carries the error reply.
+pub(crate) fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        Err("ERR Client names cannot contain spaces, newlines or special characters.")
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_config(args: &[Bytes], proto: Protocol) -> Call {
     let sub = args[1].to_ascii_lowercase();
     match sub.as_slice() {
         b"get" if args.len() >= 3 => reply(|out| {
@@ -421,7 +467,7 @@ fn parse_config(args: &[Bytes]) -> Call {
                         .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
                 })
                 .collect();
-            encode::write_array_header(out, matching.len() * 2);
+            encode::write_map_header(out, proto, matching.len());
             for (name, value) in matching {
                 encode::write_bulk(out, name.as_bytes());
                 encode::write_bulk(out, value.as_bytes());
@@ -465,11 +511,11 @@ fn ok() -> Call {
     reply(|out| encode::write_simple_string(out, b"OK"))
 }
 
-fn error(msg: &str) -> Call {
+pub(crate) fn error(msg: &str) -> Call {
     reply(|out| encode::write_error(out, msg.as_bytes()))
 }
 
-fn wrong_arity(name: &str) -> Call {
+pub(crate) fn wrong_arity(name: &str) -> Call {
     error(&format!(
         "ERR wrong number of arguments for '{name}' command"
     ))
@@ -506,7 +552,7 @@ fn unknown_command(args: &[Bytes]) -> Vec<u8> {
 }
 
 /// A canonical decimal `i64`, as Redis's `string2ll`.
-fn parse_i64(s: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
     let (negative, digits) = match s.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),
@@ -531,25 +577,31 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
+/// A request's arguments from text, for tests.
+#[cfg(test)]
+pub(crate) fn args(s: &[&str]) -> Vec<Bytes> {
+    s.iter()
+        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(s: &[&str]) -> Vec<Bytes> {
-        s.iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
+    fn reply_of(s: &[&str]) -> String {
+        reply_in(Protocol::Resp2, s)
     }
 
-    fn reply_of(s: &[&str]) -> String {
-        match parse(&args(s)) {
+    fn reply_in(proto: Protocol, s: &[&str]) -> String {
+        match parse(&args(s), proto) {
             Call::Reply(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             other => panic!("not an immediate reply: {other:?}"),
         }
     }
 
     fn op_of(s: &[&str]) -> Op {
-        match parse(&args(s)) {
+        match parse(&args(s), Protocol::Resp2) {
             Call::Kv(call) => call.op,
             other => panic!("not a KV call: {other:?}"),
         }
@@ -640,7 +692,9 @@ mod tests {
             reply_of(&["select", "x"]),
             "-ERR value is not an integer or out of range\r\n"
         );
-        assert_eq!(reply_of(&["command", "docs"]), "*0\r\n");
+        assert!(
+            reply_of(&["command", "docs"]).starts_with(&format!("*{}\r\n", 2 * COMMANDS.len()))
+        );
         assert_eq!(
             reply_of(&["command", "count"]),
             format!(":{}\r\n", COMMANDS.len())
@@ -654,13 +708,56 @@ mod tests {
             reply_of(&["CONFIG", "GET", "appendonly"]),
             "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n"
         );
-        assert_eq!(reply_of(&["config", "get", "maxmemory"]), "*0\r\n");
+        assert_eq!(
+            reply_of(&["config", "get", "maxmemory"]),
+            "*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"
+        );
+        assert_eq!(reply_of(&["config", "get", "maxclients"]), "*0\r\n");
         assert_eq!(reply_of(&["client", "setinfo", "lib-name", "x"]), "+OK\r\n");
-        assert!(matches!(parse(&args(&["quit"])), Call::Quit));
         assert!(matches!(
-            parse(&args(&["client", "setname", "me"])),
+            parse(&args(&["quit"]), Protocol::Resp2),
+            Call::Quit
+        ));
+        assert!(matches!(
+            parse(&args(&["client", "setname", "me"]), Protocol::Resp2),
             Call::ClientSetName(_)
         ));
+        assert_eq!(
+            reply_of(&["client", "setname", "a b"]),
+            "-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+        );
+    }
+
+    #[test]
+    fn resp3_replies_use_resp3_types() {
+        use Protocol::Resp3;
+        assert_eq!(
+            reply_in(Resp3, &["config", "get", "save", "databases"]),
+            "%2\r\n$4\r\nsave\r\n$0\r\n\r\n$9\r\ndatabases\r\n$1\r\n1\r\n"
+        );
+        assert_eq!(reply_in(Resp3, &["config", "get", "nothing"]), "%0\r\n");
+        assert_eq!(
+            reply_in(Resp3, &["command", "info", "get", "nosuch"]),
+            "*2\r\n*10\r\n$3\r\nget\r\n:2\r\n~2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n\
+             ~3\r\n+@read\r\n+@string\r\n+@fast\r\n~0\r\n*0\r\n*0\r\n_\r\n"
+        );
+        assert_eq!(
+            reply_of(&["command", "info", "get", "nosuch"]),
+            "*2\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n\
+             *3\r\n+@read\r\n+@string\r\n+@fast\r\n*0\r\n*0\r\n*0\r\n$-1\r\n"
+        );
+        assert_eq!(
+            reply_in(Resp3, &["command", "docs", "echo"]),
+            "%1\r\n$4\r\necho\r\n%4\r\n\
+             $7\r\nsummary\r\n$25\r\nReturns the given string.\r\n\
+             $5\r\nsince\r\n$5\r\n1.0.0\r\n\
+             $5\r\ngroup\r\n$10\r\nconnection\r\n\
+             $10\r\ncomplexity\r\n$4\r\nO(1)\r\n"
+        );
+        assert_eq!(reply_in(Resp3, &["command", "docs", "nosuch"]), "%0\r\n");
+        // What is not typed is the same in both.
+        assert_eq!(reply_in(Resp3, &["ping"]), "+PONG\r\n");
+        assert_eq!(reply_in(Resp3, &["echo", "x"]), "$1\r\nx\r\n");
     }
 
     #[test]

@@ -6,19 +6,21 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use raftkv_consensus::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::auth;
 use super::commands::{Call, ReplyKind, parse};
+use super::hello::{Hello, HelloReply, NOAUTH_HELLO, write_hello};
 use super::info::{InfoSource, info_text};
 use super::reply::render;
 use super::resp_server::Shared;
 use super::router::Unit;
 use super::session::Session;
 use crate::command::{Op, Reply};
-use crate::resp::{Request, encode, parse_request};
+use crate::resp::{Protocol, Request, encode, parse_request};
 
 /// Most bytes read from the socket at once (more while a large request arrives).
 const READ_CHUNK: usize = 16 << 10;
@@ -47,15 +49,17 @@ enum Stop {
     Protocol(String),
 }
 
-/// Where a reply comes from, in request order.
+/// Where a reply comes from, in request order. Replies rendered later keep the
+/// protocol of their request's time (a `HELLO` may change it mid-batch).
 enum Slot {
     Ready(Vec<u8>),
-    Info(Vec<String>),
+    Info(Vec<String>, Protocol),
     Kv {
         kind: ReplyKind,
         unit: usize,
         /// Its index among the unit's operations, when the unit is an `Op::Batch`.
         member: Option<usize>,
+        proto: Protocol,
     },
 }
 
@@ -72,6 +76,8 @@ struct Connection {
     session: Session,
     /// False until `AUTH` succeeds, when the server requires a password.
     authenticated: bool,
+    /// RESP2 until `HELLO 3`.
+    proto: Protocol,
 }
 
 /// Serves one client until it quits, sends bad input, disconnects, or the server
@@ -89,6 +95,7 @@ pub(crate) async fn serve(
         name: None,
         session: Session::new(),
         authenticated: shared.config.requirepass.is_none(),
+        proto: Protocol::Resp2,
     };
     tracing::debug!(id = conn.id, ?peer, "client connected");
     let mut buf = BytesMut::with_capacity(4 << 10);
@@ -255,7 +262,8 @@ impl Connection {
 
     /// Runs `requests` in order; returns the replies and whether the client quit.
     async fn run_batch(&mut self, requests: Vec<Request>) -> (Vec<u8>, bool) {
-        let counters = &self.shared.counters;
+        let shared = Arc::clone(&self.shared);
+        let counters = &shared.counters;
         let mut slots = Vec::with_capacity(requests.len());
         let mut plans: Vec<Plan> = Vec::new();
         let mut quit = false;
@@ -273,14 +281,15 @@ impl Connection {
                 slots.push(Slot::Ready(out));
                 continue;
             }
-            match parse(request.args()) {
+            match parse(request.args(), self.proto) {
                 Call::Reply(bytes) => slots.push(Slot::Ready(bytes)),
+                Call::Hello(hello) => slots.push(Slot::Ready(self.hello(hello))),
                 Call::Quit => {
                     slots.push(Slot::Ready(b"+OK\r\n".to_vec()));
                     quit = true;
                     break;
                 }
-                Call::Info(sections) => slots.push(Slot::Info(sections)),
+                Call::Info(sections) => slots.push(Slot::Info(sections, self.proto)),
                 Call::ClientSetName(name) => {
                     self.name = Some(name).filter(|n| !n.is_empty());
                     slots.push(Slot::Ready(b"+OK\r\n".to_vec()));
@@ -289,25 +298,15 @@ impl Connection {
                     let mut out = Vec::new();
                     match &self.name {
                         Some(name) => encode::write_bulk(&mut out, name),
-                        None => encode::write_null_bulk(&mut out),
+                        None => encode::write_null(&mut out, self.proto),
                     }
                     slots.push(Slot::Ready(out));
                 }
                 Call::Auth { user, password } => {
                     let mut out = Vec::new();
-                    match auth::check(
-                        self.shared.config.requirepass.as_ref().map(|p| p.expose()),
-                        user.as_deref(),
-                        &password,
-                    ) {
-                        Ok(()) => {
-                            self.authenticated = true;
-                            encode::write_simple_string(&mut out, b"OK");
-                        }
-                        Err(msg) => {
-                            tracing::debug!(id = self.id, "AUTH refused");
-                            encode::write_error(&mut out, msg.as_bytes());
-                        }
+                    match self.authenticate(user.as_deref(), &password) {
+                        Ok(()) => encode::write_simple_string(&mut out, b"OK"),
+                        Err(msg) => encode::write_error(&mut out, msg.as_bytes()),
                     }
                     slots.push(Slot::Ready(out));
                 }
@@ -338,6 +337,7 @@ impl Connection {
                         kind: call.kind,
                         unit: plans.len() - 1,
                         member: Some(member),
+                        proto: self.proto,
                     });
                 }
                 Call::Kv(call) => {
@@ -346,6 +346,7 @@ impl Connection {
                         kind: call.kind,
                         unit: plans.len() - 1,
                         member: None,
+                        proto: self.proto,
                     });
                 }
             }
@@ -374,7 +375,7 @@ impl Connection {
         for slot in slots {
             match slot {
                 Slot::Ready(bytes) => out.extend_from_slice(&bytes),
-                Slot::Info(sections) => {
+                Slot::Info(sections, proto) => {
                     // It takes the state machine's lock, which a snapshot install holds
                     // for a while: not on an async worker.
                     let shared = Arc::clone(&self.shared);
@@ -385,20 +386,29 @@ impl Connection {
                                 stats: shared.counters.snapshot(),
                                 uptime: shared.started.elapsed(),
                                 port: shared.port,
+                                cluster: false,
                             },
                             &sections,
                         )
                     })
                     .await;
                     match text {
-                        Ok(text) => encode::write_bulk(&mut out, text.as_bytes()),
+                        // Redis 7 answers INFO with a verbatim string in RESP3.
+                        Ok(text) => {
+                            encode::write_verbatim(&mut out, proto, b"txt", text.as_bytes())
+                        }
                         Err(e) => encode::write_error(
                             &mut out,
                             format!("ERR internal error: {e}").as_bytes(),
                         ),
                     }
                 }
-                Slot::Kv { kind, unit, member } => {
+                Slot::Kv {
+                    kind,
+                    unit,
+                    member,
+                    proto,
+                } => {
                     let outcome = match (&units[unit].outcome, member) {
                         (Some(Ok(Reply::Batch { replies })), Some(m)) if batched[unit] => {
                             replies.get(m).ok_or("ERR internal error: missing reply")
@@ -407,11 +417,62 @@ impl Connection {
                         (Some(Err(msg)), _) => Err(msg.as_str()),
                         (None, _) => Err("ERR internal error: no outcome"),
                     };
-                    render(kind, outcome, &mut out);
+                    render(kind, outcome, proto, &mut out);
                 }
             }
         }
         (out, quit)
+    }
+}
+
+impl Connection {
+    /// `AUTH` (and `HELLO ... AUTH`): checks the password; success authenticates the
+    /// connection, failure leaves it as it was.
+    fn authenticate(&mut self, user: Option<&[u8]>, password: &[u8]) -> Result<(), &'static str> {
+        let required = self.shared.config.requirepass.as_ref().map(|p| p.expose());
+        match auth::check(required, user, password) {
+            Ok(()) => {
+                self.authenticated = true;
+                Ok(())
+            }
+            Err(msg) => {
+                tracing::debug!(id = self.id, "AUTH refused");
+                Err(msg)
+            }
+        }
+    }
+
+    /// Runs `HELLO`: authenticate if asked, refuse if still unauthenticated, then name
+    /// the connection, switch protocol, and answer in the new protocol.
+    fn hello(&mut self, hello: Hello) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some((user, password)) = &hello.auth {
+            if let Err(msg) = self.authenticate(Some(user), password) {
+                encode::write_error(&mut out, msg.as_bytes());
+                return out;
+            }
+        }
+        if !self.authenticated {
+            encode::write_error(&mut out, NOAUTH_HELLO.as_bytes());
+            return out;
+        }
+        if let Some(name) = hello.setname {
+            self.name = Some(name).filter(|n| !n.is_empty());
+        }
+        if let Some(proto) = hello.protocol {
+            self.proto = proto;
+        }
+        let leader = self.shared.router.replica().node().status().role == Role::Leader;
+        write_hello(
+            &mut out,
+            self.proto,
+            HelloReply {
+                id: self.id,
+                cluster: false,
+                leader,
+            },
+        );
+        out
     }
 }
 

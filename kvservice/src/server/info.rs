@@ -8,12 +8,18 @@ use raftkv_consensus::Role;
 use super::router::Router;
 use super::stats::ServerStats;
 
+/// The Redis version whose behaviour the server follows, as `INFO` (`redis_version`)
+/// and `HELLO` (`version`) report it: clients read it to decide what to send.
+pub(crate) const REDIS_VERSION: &str = "7.2.0";
+
 /// What `INFO` reports on.
 pub(crate) struct InfoSource<'a> {
     pub(crate) router: &'a Router,
     pub(crate) stats: ServerStats,
     pub(crate) uptime: Duration,
     pub(crate) port: u16,
+    /// Redis Cluster mode (MOVED redirects): `redis_mode:cluster`, `cluster_enabled:1`.
+    pub(crate) cluster: bool,
 }
 
 const SECTIONS: &[&str] = &[
@@ -22,6 +28,7 @@ const SECTIONS: &[&str] = &[
     "stats",
     "raft",
     "persistence",
+    "cluster",
     "keyspace",
 ];
 
@@ -57,6 +64,11 @@ fn write_section(out: &mut String, src: &InfoSource<'_>, section: &str) {
     match section {
         "server" => {
             line("# Server", &"");
+            line("redis_version", &REDIS_VERSION);
+            line(
+                "redis_mode",
+                &if src.cluster { "cluster" } else { "standalone" },
+            );
             line("raftkv_version", &env!("CARGO_PKG_VERSION"));
             line("node_id", &replica.node().id());
             line("tcp_port", &src.port);
@@ -120,6 +132,10 @@ fn write_section(out: &mut String, src: &InfoSource<'_>, section: &str) {
             line("last_snapshot_duration_ms", &snap.last_duration.as_millis());
             line("snapshot_in_progress", &u8::from(snap.in_progress));
             line("snapshots_installed", &replica.rsm().snapshots_installed());
+        }
+        "cluster" => {
+            line("# Cluster", &"");
+            line("cluster_enabled", &u8::from(src.cluster));
         }
         "keyspace" => {
             let (keys, bytes) = replica

@@ -1,4 +1,4 @@
-//! The Redis-protocol (RESP2) server of the KV service.
+//! The Redis-protocol (RESP2 and RESP3) server of the KV service.
 //!
 //! [`RespServer`] listens on a TCP address and serves any Redis client (`redis-cli`,
 //! `redis-benchmark`, client libraries) from one [`Replica`](crate::replica::Replica).
@@ -9,15 +9,28 @@
 //! # Commands
 //!
 //! `PING`, `ECHO`, `GET`, `SET` (`NX`, `XX`, `GET`; no expiry options), `DEL`,
-//! `EXISTS`, `MGET`, `DBSIZE`, `QUIT`, `COMMAND` (`COUNT`, `DOCS`, `INFO`, `LIST`),
-//! `SELECT 0`, `CLIENT` (`SETNAME`, `GETNAME`, `SETINFO`, `ID`), `CONFIG GET`,
-//! `INFO [section ...]`, and the versioned commands of the lab:
+//! `EXISTS`, `MGET`, `DBSIZE`, `QUIT`, `HELLO`, `COMMAND` (`COUNT`, `DOCS`, `INFO`,
+//! `LIST`), `SELECT 0`, `CLIENT` (`SETNAME`, `GETNAME`, `SETINFO`, `ID`), `CONFIG GET`
+//! (`save`, `appendonly`, `maxmemory`, `databases`), `INFO [section ...]` (with
+//! `redis_version` and `redis_mode`, and a `# Raft` section), and the versioned
+//! commands of the lab:
 //!
 //! * `VGET key` → `[value or nil, version]` (version 0 when the key does not exist);
 //! * `VSET key value version` → `+OK` if the key is at `version` (0: it must not
 //!   exist), else `-ERRVERSION version mismatch: the key is at version N`, or, for a
 //!   non-zero version on a missing key (the lab's `ErrNoKey`),
 //!   `-ERRNOKEY no such key (use version 0 to create it)`.
+//!
+//! # Protocol
+//!
+//! A connection speaks RESP2 until `HELLO 3`, then RESP3 until `HELLO 2`, as in Redis 7:
+//! `HELLO [2|3] [AUTH user pass] [SETNAME name]` answers a map of `server`, `version`,
+//! `proto`, `id`, `mode`, `role` and `modules` (a flat array of 14 in RESP2), and an
+//! unsupported version gets `-NOPROTO`. In RESP3 a missing value is `_` (`GET`, `MGET`
+//! elements, `VGET`, `SET NX` not done, `CLIENT GETNAME`), `CONFIG GET` and
+//! `COMMAND DOCS` answer maps, `COMMAND`'s flags and categories are sets, and `INFO` is
+//! a verbatim string (`=len\r\ntxt:...`). Replies are rendered in the protocol in force
+//! when their request was parsed, so a pipeline may switch between its commands.
 //!
 //! # Authentication
 //!
@@ -26,8 +39,10 @@
 //! `-WRONGPASS ...`; the password is compared in constant time), every other command
 //! but `QUIT` is answered `-NOAUTH Authentication required.`, and its requests are
 //! parsed one at a time with at most 10 arguments of at most 16 KiB each; a larger one
-//! is a protocol error that closes the connection. Without a password, `AUTH` answers
-//! Redis's "called without any password configured" error.
+//! is a protocol error that closes the connection. Without a password, `AUTH password`
+//! answers Redis's "called without any password configured" error, while the `default`
+//! user takes any password (`AUTH default x`, `HELLO 3 AUTH default x`), as Redis's
+//! `nopass` default user does.
 //!
 //! # Pipelining and batching
 //!
@@ -49,12 +64,14 @@
 //! applied at most once and answered with the original reply.
 
 mod auth;
+mod command_docs;
 mod commands;
 mod config;
 mod connection;
 mod error;
 mod exec;
 mod forward;
+mod hello;
 mod info;
 mod reply;
 mod resp_server;

@@ -1,3 +1,4 @@
 //! Helpers shared by the RESP integration tests.
 
+pub mod fixture;
 pub mod resp_client;

@@ -116,3 +116,35 @@ impl RespClient {
         }
     }
 }
+
+/// The exact bytes of Redis 7's `HELLO` reply from raftkv: RESP3 (`proto` 3) a map of
+/// 7, RESP2 a flat array of 14.
+pub fn hello_reply(proto: i64, id: i64, mode: &str, role: &str) -> String {
+    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+    let header = if proto == 3 { "%7" } else { "*14" };
+    let mut out = format!("{header}\r\n");
+    for (key, value) in [("server", "redis"), ("version", "7.2.0")] {
+        out += &(bulk(key) + &bulk(value));
+    }
+    out += &format!("{}:{proto}\r\n{}:{id}\r\n", bulk("proto"), bulk("id"));
+    for (key, value) in [("mode", mode), ("role", role)] {
+        out += &(bulk(key) + &bulk(value));
+    }
+    out + &bulk("modules") + "*0\r\n"
+}
+
+/// The value under `key` in a map reply (RESP3 map, or RESP2 flat array of pairs).
+pub fn field(reply: &Value, key: &str) -> Option<Value> {
+    let key = Value::BulkString(Some(key.to_string().into()));
+    match reply {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone()),
+        Value::Array(Some(items)) => items
+            .chunks(2)
+            .find(|pair| pair[0] == key)
+            .and_then(|pair| pair.get(1).cloned()),
+        _ => None,
+    }
+}

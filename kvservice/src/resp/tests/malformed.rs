@@ -14,9 +14,9 @@ fn malformed_values_give_exact_errors() {
             },
         ),
         (
-            b"*1\r\n!",
+            b"*1\r\n?",
             E::InvalidTypeByte {
-                byte: b'!',
+                byte: b'?',
                 offset: 4,
             },
         ),

@@ -1,4 +1,4 @@
-//! Tests of the RESP2 codec.
+//! Tests of the RESP codec.
 
 mod malformed;
 mod partial;

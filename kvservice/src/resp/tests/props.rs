@@ -24,9 +24,28 @@ fn value() -> impl Strategy<Value = Value> {
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..32))
             .prop_map(|b| Value::BulkString(b.map(Bytes::from))),
         Just(Value::Array(None)),
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Boolean),
+        any::<f64>().prop_map(|n| {
+            let mut out = Vec::new();
+            crate::resp::encode::write_double(&mut out, crate::resp::Protocol::Resp3, n);
+            Value::Double(Bytes::copy_from_slice(&out[1..out.len() - 2]))
+        }),
+        proptest::collection::vec(any::<u8>(), 0..16)
+            .prop_map(|b| Value::BlobError(Bytes::from(b))),
+        proptest::collection::vec(any::<u8>(), 0..16).prop_map(|b| Value::Verbatim {
+            format: *b"txt",
+            text: Bytes::from(b)
+        }),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
-        proptest::collection::vec(inner, 0..8).prop_map(|items| Value::Array(Some(items)))
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..8)
+                .prop_map(|items| Value::Array(Some(items))),
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Set),
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Push),
+            proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Value::Map),
+        ]
     })
 }
 

@@ -12,6 +12,17 @@ fn encoded(value: &Value) -> Vec<u8> {
     out
 }
 
+/// Each value encodes to exactly its bytes, and the bytes parse back to it.
+fn assert_encodes_and_parses_exactly(cases: Vec<(Value, &[u8])>) {
+    for (value, bytes) in cases {
+        assert_eq!(encoded(&value), bytes, "{value:?}");
+        assert_eq!(
+            parse_value(bytes, &limits()),
+            Ok(Some((value, bytes.len())))
+        );
+    }
+}
+
 #[test]
 fn encodes_every_reply_kind_exactly() {
     let cases: Vec<(Value, &[u8])> = vec![
@@ -29,13 +40,7 @@ fn encodes_every_reply_kind_exactly() {
             b"*2\r\n$1\r\na\r\n:1\r\n",
         ),
     ];
-    for (value, bytes) in cases {
-        assert_eq!(encoded(&value), bytes, "{value:?}");
-        assert_eq!(
-            parse_value(bytes, &limits()),
-            Ok(Some((value, bytes.len())))
-        );
-    }
+    assert_encodes_and_parses_exactly(cases);
 }
 
 #[test]
@@ -123,4 +128,117 @@ fn nested_arrays_and_nulls_parse() {
         Value::Array(None),
     ]));
     assert_eq!(parse_value(buf, &limits()), Ok(Some((want, buf.len()))));
+}
+
+#[test]
+fn resp3_values_encode_and_parse_exactly() {
+    let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+    let cases: Vec<(Value, &[u8])> = vec![
+        (Value::Null, b"_\r\n"),
+        (Value::Boolean(true), b"#t\r\n"),
+        (Value::Boolean(false), b"#f\r\n"),
+        (Value::Double(b("1.5")), b",1.5\r\n"),
+        (Value::Double(b("-inf")), b",-inf\r\n"),
+        (
+            Value::BigNumber(b("3492890328409238509324850943850943825024385")),
+            b"(3492890328409238509324850943850943825024385\r\n",
+        ),
+        (Value::BlobError(b("SYNTAX bad")), b"!10\r\nSYNTAX bad\r\n"),
+        (
+            Value::Verbatim {
+                format: *b"txt",
+                text: b("a\r\nb"),
+            },
+            b"=8\r\ntxt:a\r\nb\r\n",
+        ),
+        (
+            Value::Map(vec![
+                (bulk("proto"), Value::Integer(3)),
+                (bulk("modules"), Value::Array(Some(vec![]))),
+            ]),
+            b"%2\r\n$5\r\nproto\r\n:3\r\n$7\r\nmodules\r\n*0\r\n",
+        ),
+        (Value::Map(vec![]), b"%0\r\n"),
+        (
+            Value::Set(vec![Value::SimpleString(b("readonly"))]),
+            b"~1\r\n+readonly\r\n",
+        ),
+        (
+            Value::Push(vec![bulk("message"), Value::Null]),
+            b">2\r\n$7\r\nmessage\r\n_\r\n",
+        ),
+    ];
+    assert_encodes_and_parses_exactly(cases);
+}
+
+#[test]
+fn typed_writers_follow_the_protocol() {
+    use crate::resp::Protocol::{Resp2, Resp3};
+    let w = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).expect("utf8")
+    };
+    assert_eq!(w(&|o| write_null(o, Resp2)), "$-1\r\n");
+    assert_eq!(w(&|o| write_null(o, Resp3)), "_\r\n");
+    assert_eq!(w(&|o| write_null_array(o, Resp2)), "*-1\r\n");
+    assert_eq!(w(&|o| write_null_array(o, Resp3)), "_\r\n");
+    assert_eq!(w(&|o| write_map_header(o, Resp2, 7)), "*14\r\n");
+    assert_eq!(w(&|o| write_map_header(o, Resp3, 7)), "%7\r\n");
+    assert_eq!(w(&|o| write_set_header(o, Resp2, 2)), "*2\r\n");
+    assert_eq!(w(&|o| write_set_header(o, Resp3, 2)), "~2\r\n");
+    assert_eq!(w(&|o| write_push_header(o, Resp2, 3)), "*3\r\n");
+    assert_eq!(w(&|o| write_push_header(o, Resp3, 3)), ">3\r\n");
+    assert_eq!(
+        w(&|o| write_verbatim(o, Resp2, b"txt", b"# Server\r\n")),
+        "$10\r\n# Server\r\n\r\n"
+    );
+    assert_eq!(
+        w(&|o| write_verbatim(o, Resp3, b"txt", b"# Server\r\n")),
+        "=14\r\ntxt:# Server\r\n\r\n"
+    );
+    assert_eq!(w(&|o| write_boolean(o, Resp2, true)), ":1\r\n");
+    assert_eq!(w(&|o| write_boolean(o, Resp3, false)), "#f\r\n");
+    for (n, text) in [
+        (1.5, "1.5"),
+        (3.0, "3"),
+        (-0.25, "-0.25"),
+        (1e-7, "1e-7"),
+        (1e21, "1e21"),
+        (f64::INFINITY, "inf"),
+        (f64::NEG_INFINITY, "-inf"),
+        (f64::NAN, "nan"),
+    ] {
+        assert_eq!(w(&|o| write_double(o, Resp3, n)), format!(",{text}\r\n"));
+        assert_eq!(
+            w(&|o| write_double(o, Resp2, n)),
+            format!("${}\r\n{text}\r\n", text.len())
+        );
+        if n.is_finite() {
+            assert_eq!(text.parse::<f64>().expect("reads back"), n, "{text}");
+        }
+    }
+}
+
+#[test]
+fn malformed_resp3_values_are_refused() {
+    for bad in [
+        &b"#x\r\n"[..],
+        b"=3\r\ntxt\r\n",
+        b"%-1\r\n",
+        b"~-1\r\n",
+        b"!-1\r\n",
+        b"_x\r\n",
+        b"|1\r\n",
+    ] {
+        assert!(
+            parse_value(bad, &limits()).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Incomplete RESP3 values wait for more bytes.
+    for partial in [&b"%1\r\n$1\r\na\r\n"[..], b"_\r", b"=8\r\ntxt:"] {
+        assert_eq!(parse_value(partial, &limits()), Ok(None));
+    }
 }
