@@ -164,10 +164,7 @@ fn a_pipeline_switches_protocol_between_its_commands() {
         pipeline.extend(req(&args));
     }
     c.send(&pipeline);
-    let mut got = String::new();
-    for _ in 0..9 {
-        got += &c.read_raw();
-    }
+    let got = c.read_raw_n(9);
     assert_eq!(
         got,
         format!(

@@ -531,7 +531,7 @@ fn a_follower_cut_off_from_the_leader_names_it_within_the_budget() {
 
 #[test]
 fn an_expired_session_is_renewed_without_losing_writes() {
-    let f = Fixture::start_with(|c| c.rsm.session_ttl_ms = 50, |_| {});
+    let f = Fixture::start_with(|c| c.rsm.session_ttl_ms = 50, |_, _| {});
     let follower = f.follower();
     let mut a = f.client(follower);
     let mut b = f.client(f.leader());

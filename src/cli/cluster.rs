@@ -7,6 +7,7 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use raftkv::kvservice::server::Redirect;
 use raftkv::storage::Backend;
 
 /// Flags of `raftkv cluster`.
@@ -27,6 +28,10 @@ pub struct ClusterArgs {
     /// Passed to every member (see `raftkv server --help`).
     #[arg(long, allow_negative_numbers = true)]
     max_raft_state: Option<i64>,
+    /// `forward` (default) or `moved`: followers answer `-MOVED` as Redis Cluster
+    /// nodes do (use `redis-cli -c`); every member is told the others' client ports.
+    #[arg(long, default_value = "forward")]
+    redirect: Redirect,
 }
 
 struct Member {
@@ -61,6 +66,11 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         .map(|i| format!("{i}=127.0.0.1:{}", args.base_port + 1000 + i - 1))
         .collect();
     let peers = peers.join(",");
+    let clients: Vec<String> = ids
+        .clone()
+        .map(|i| format!("{i}=127.0.0.1:{}", args.base_port + i - 1))
+        .collect();
+    let clients = clients.join(",");
     let mut members = Vec::new();
     for id in ids {
         let client = format!("127.0.0.1:{}", args.base_port + id - 1);
@@ -81,6 +91,9 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         if let Some(m) = args.max_raft_state {
             cmd.args(["--max-raft-state", &m.to_string()]);
         }
+        if args.redirect == Redirect::Moved {
+            cmd.args(["--redirect", "moved", "--clients", &clients]);
+        }
         match cmd.spawn() {
             Ok(child) => members.push(Member { id, client, child }),
             Err(e) => {
@@ -99,8 +112,13 @@ pub fn run(args: ClusterArgs) -> ExitCode {
     for m in &members {
         println!("  member {} serves clients on {}", m.id, m.client);
     }
+    let cli = if args.redirect == Redirect::Moved {
+        "redis-cli -c"
+    } else {
+        "redis-cli"
+    };
     println!(
-        "try: redis-cli -p {} set hello world   (Ctrl-C stops the cluster)",
+        "try: {cli} -p {} set hello world   (Ctrl-C stops the cluster)",
         args.base_port
     );
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use raftkv::server::{NodeConfig, NodeFile, Server, parse_peers};
+use raftkv::kvservice::server::Redirect;
+use raftkv::server::{NodeConfig, NodeFile, Server, parse_members, parse_peers};
 use raftkv::storage::Backend;
 
 /// Flags of `raftkv server`; each overrides the same key of `--config`.
@@ -37,6 +38,15 @@ pub struct ServerArgs {
     /// Serve clients on a non-loopback `--listen` address without a password.
     #[arg(long)]
     insecure: bool,
+    /// How a follower answers commands the leader must run: `forward` (default: it
+    /// runs them at the leader) or `moved` (`-MOVED slot leader-host:port`, as a Redis
+    /// Cluster node; needs --clients).
+    #[arg(long)]
+    redirect: Option<Redirect>,
+    /// Every member's client address as clients dial it, this one included:
+    /// `1=HOST:PORT,2=HOST:PORT,...` (the MOVED targets).
+    #[arg(long)]
+    clients: Option<String>,
     /// A TOML file with the same keys (the environment overrides it, flags win).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -58,12 +68,15 @@ impl ServerArgs {
             fsync: self.fsync,
             max_bulk_bytes: self.max_bulk_bytes,
             insecure: self.insecure.then_some(true),
+            redirect: self.redirect,
+            clients: self
+                .clients
+                .as_deref()
+                .map(|c| parse_members("clients", c))
+                .transpose()?,
             ..NodeFile::default()
         };
-        let env = NodeFile {
-            requirepass: std::env::var("RAFTKV_REQUIREPASS").ok(),
-            ..NodeFile::default()
-        };
+        let env = NodeFile::from_env(|name| std::env::var(name).ok())?;
         Ok(base.overlay(env).overlay(flags))
     }
 }

@@ -8,10 +8,17 @@
 //! backend = "file"                   # file | rocksdb | memory
 //! max_raft_state = 67108864          # snapshot at 90% of this many bytes; -1: never
 //!
+//! redirect = "forward"               # forward (default) | moved (Redis Cluster MOVED)
+//!
 //! [peers]                            # every member, this one included: Raft addresses
 //! 1 = "10.0.0.1:7001"
 //! 2 = "10.0.0.2:7001"
 //! 3 = "10.0.0.3:7001"
+//!
+//! [clients]                          # every member's client address, as clients dial
+//! 1 = "10.0.0.1:6379"                # it: MOVED targets and CLUSTER replies (needed
+//! 2 = "10.0.0.2:6379"                # with redirect = "moved")
+//! 3 = "10.0.0.3:6379"
 //! ```
 
 use std::collections::BTreeMap;
@@ -22,7 +29,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use raftkv_kvservice::rsm::ReadMode;
-use raftkv_kvservice::server::Password;
+use raftkv_kvservice::server::{Password, Redirect, split_host_port};
 use raftkv_storage::{Backend, Durability, NodeId, StorageConfig};
 
 /// A configuration error: which setting, and what is wrong with it.
@@ -100,6 +107,12 @@ pub struct NodeFile {
     pub requirepass: Option<String>,
     /// Allow a client address other than loopback without a password.
     pub insecure: Option<bool>,
+    /// `forward` (default: a follower runs commands at the leader) or `moved` (it
+    /// answers `-MOVED`, as a Redis Cluster node).
+    pub redirect: Option<Redirect>,
+    /// Client (RESP) addresses of every member, this one included, as clients should
+    /// dial them (`[clients]`, `--clients`); required with `redirect = "moved"`.
+    pub clients: Option<BTreeMap<String, String>>,
 }
 
 impl NodeFile {
@@ -112,6 +125,28 @@ impl NodeFile {
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             reason: e.to_string(),
+        })
+    }
+
+    /// The settings taken from the environment, read through `var`:
+    /// `RAFTKV_REQUIREPASS`, `RAFTKV_REDIRECT` (`forward` | `moved`) and
+    /// `RAFTKV_CLIENTS` (`1=HOST:PORT,...`). They override the TOML file; flags
+    /// override them.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<NodeFile, ConfigError> {
+        let redirect = var("RAFTKV_REDIRECT")
+            .map(|v| {
+                v.parse::<Redirect>()
+                    .map_err(|e| invalid("redirect", format!("RAFTKV_REDIRECT: {e}")))
+            })
+            .transpose()?;
+        let clients = var("RAFTKV_CLIENTS")
+            .map(|v| parse_members("clients", &v))
+            .transpose()?;
+        Ok(NodeFile {
+            requirepass: var("RAFTKV_REQUIREPASS"),
+            redirect,
+            clients,
+            ..NodeFile::default()
         })
     }
 
@@ -137,7 +172,9 @@ impl NodeFile {
             zstd_level,
             cluster_id,
             requirepass,
-            insecure
+            insecure,
+            redirect,
+            clients
         );
         self
     }
@@ -174,6 +211,11 @@ pub struct NodeConfig {
     pub cluster_id: u64,
     /// The password clients must give with `AUTH`, if any.
     pub requirepass: Option<Password>,
+    /// How a follower answers commands the leader must run.
+    pub redirect: Redirect,
+    /// Every member's client address, as clients dial it (empty if not configured;
+    /// one per member of `peers` when given).
+    pub client_addrs: BTreeMap<NodeId, String>,
 }
 
 /// Where clients are served when `listen` is not set: loopback only, as Redis's
@@ -183,20 +225,71 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:6379";
 /// Default snapshot threshold: 64 MiB of Raft state.
 pub const DEFAULT_MAX_RAFT_STATE: i64 = 64 << 20;
 
-/// Parses `1=host:port,2=host:port,...`.
+/// Parses `1=host:port,2=host:port,...` (`--peers`).
 pub fn parse_peers(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    parse_members("peers", text)
+}
+
+/// Parses `1=host:port,2=host:port,...` for the setting `field`.
+pub fn parse_members(
+    field: &'static str,
+    text: &str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part
             .split_once('=')
-            .ok_or_else(|| invalid("peers", format!("`{part}` is not ID=HOST:PORT")))?;
+            .ok_or_else(|| invalid(field, format!("`{part}` is not ID=HOST:PORT")))?;
         if out
             .insert(id.trim().to_string(), addr.trim().to_string())
             .is_some()
         {
             return Err(invalid(
-                "peers",
+                field,
                 format!("member {} is listed twice", id.trim()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Member ids of a `[peers]` / `[clients]` table: non-zero numbers.
+fn member_id(field: &'static str, key: &str) -> Result<NodeId, ConfigError> {
+    key.parse()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| invalid(field, format!("`{key}` is not a non-zero member id")))
+}
+
+/// Checks `[clients]` against the members: each a member of `peers`, each `HOST:PORT`,
+/// and with MOVED redirects, one for every member.
+fn client_addrs(
+    raw: Option<BTreeMap<String, String>>,
+    peers: &BTreeMap<NodeId, SocketAddr>,
+    redirect: Redirect,
+) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in raw.unwrap_or_default() {
+        let id = member_id("clients", &k)?;
+        if !peers.contains_key(&id) {
+            return Err(invalid("clients", format!("member {id} is not in `peers`")));
+        }
+        if split_host_port(&v).is_none() {
+            return Err(invalid(
+                "clients",
+                format!("member {id}'s address `{v}` is not HOST:PORT"),
+            ));
+        }
+        out.insert(id, v);
+    }
+    if redirect == Redirect::Moved {
+        if let Some(missing) = peers.keys().find(|id| !out.contains_key(id)) {
+            return Err(invalid(
+                "clients",
+                format!(
+                    "redirect = \"moved\" needs every member's client address \
+                     (`[clients]` or --clients); member {missing} has none"
+                ),
             ));
         }
     }
@@ -223,10 +316,7 @@ impl NodeConfig {
         let mut peers = BTreeMap::new();
         let mut peer_names = BTreeMap::new();
         for (k, v) in raw {
-            let pid: NodeId =
-                k.parse().ok().filter(|&p| p != 0).ok_or_else(|| {
-                    invalid("peers", format!("`{k}` is not a non-zero member id"))
-                })?;
+            let pid = member_id("peers", &k)?;
             peers.insert(pid, resolve("peers", &v)?);
             peer_names.insert(pid, v);
         }
@@ -319,6 +409,8 @@ impl NodeConfig {
             ));
         }
         let cluster_id = f.cluster_id.unwrap_or_else(|| derive_cluster_id(&peers));
+        let redirect = f.redirect.unwrap_or_default();
+        let client_addrs = client_addrs(f.clients, &peers, redirect)?;
         Ok(NodeConfig {
             id,
             peers,
@@ -334,6 +426,8 @@ impl NodeConfig {
             heartbeat_ticks,
             cluster_id,
             requirepass,
+            redirect,
+            client_addrs,
         })
     }
 }
@@ -502,6 +596,105 @@ mod tests {
             .expect_err("must fail")
             .to_string();
         assert!(unknown.contains("idd"), "{unknown}");
+    }
+
+    #[test]
+    fn moved_redirects_need_every_members_client_address() {
+        let clients = |text: &str| Some(parse_members("clients", text).expect("parse"));
+        let moved = |c| NodeFile {
+            redirect: Some(Redirect::Moved),
+            clients: c,
+            ..flags(1)
+        };
+        let err = |f: NodeFile| NodeConfig::from_file(f).expect_err("must fail").to_string();
+        assert!(err(moved(None)).contains("member 1 has none"));
+        assert!(err(moved(clients("1=127.0.0.1:6381,2=127.0.0.1:6382"))).contains("member 3"));
+        assert!(
+            err(moved(clients("1=a:1,2=b:2,3=c:3,4=d:4"))).contains("member 4 is not in `peers`")
+        );
+        assert!(err(moved(clients("1=a:1,2=b,3=c:3"))).contains("not HOST:PORT"));
+        let c = NodeConfig::from_file(moved(clients(
+            "1=127.0.0.1:6381, 2=127.0.0.1:6382,3=db3.local:6383",
+        )))
+        .expect("valid");
+        assert_eq!(c.redirect, Redirect::Moved);
+        assert_eq!(c.client_addrs[&3], "db3.local:6383");
+        // Forwarding is the default and needs no client addresses.
+        let f = NodeConfig::from_file(flags(1)).expect("valid");
+        assert_eq!(f.redirect, Redirect::Forward);
+        assert!(f.client_addrs.is_empty());
+        // The TOML form.
+        let file: NodeFile = toml::from_str(
+            "redirect = \"moved\"\n[clients]\n1 = \"127.0.0.1:6381\"\n2 = \"127.0.0.1:6382\"\n3 = \"127.0.0.1:6383\"\n",
+        )
+        .expect("parse");
+        let c = NodeConfig::from_file(file.overlay(flags(2))).expect("valid");
+        assert_eq!(c.redirect, Redirect::Moved);
+        assert_eq!(c.client_addrs.len(), 3);
+        let bad = toml::from_str::<NodeFile>("redirect = \"sideways\"")
+            .expect_err("unknown mode")
+            .to_string();
+        assert!(
+            bad.contains("redirect") && bad.contains("sideways"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn the_environment_sets_redirects_between_the_file_and_the_flags() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            NodeFile::from_env(move |name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_string())
+            })
+        };
+        let file: NodeFile = toml::from_str("redirect = \"forward\"").expect("parse");
+        let e = env(&[
+            ("RAFTKV_REDIRECT", "moved"),
+            (
+                "RAFTKV_CLIENTS",
+                "1=127.0.0.1:6381,2=127.0.0.1:6382,3=127.0.0.1:6383",
+            ),
+        ])
+        .expect("valid environment");
+        let c = NodeConfig::from_file(file.overlay(e).overlay(flags(1))).expect("valid");
+        assert_eq!(c.redirect, Redirect::Moved);
+        assert_eq!(c.client_addrs[&2], "127.0.0.1:6382");
+        // Flags win over the environment.
+        let e = env(&[("RAFTKV_REDIRECT", "moved")]).expect("valid environment");
+        let f = NodeFile {
+            redirect: Some(Redirect::Forward),
+            ..flags(1)
+        };
+        let c = NodeConfig::from_file(NodeFile::default().overlay(e).overlay(f)).expect("valid");
+        assert_eq!(c.redirect, Redirect::Forward);
+        // Bad values name the setting and the value.
+        let bad = env(&[("RAFTKV_REDIRECT", "sideways")])
+            .expect_err("unknown mode")
+            .to_string();
+        assert!(
+            bad.contains("`redirect`")
+                && bad.contains("RAFTKV_REDIRECT")
+                && bad.contains("sideways"),
+            "{bad}"
+        );
+        let bad = env(&[("RAFTKV_CLIENTS", "1=127.0.0.1:6381,2")])
+            .expect_err("not ID=HOST:PORT")
+            .to_string();
+        assert!(bad.contains("`clients`") && bad.contains("`2`"), "{bad}");
+        let bad = NodeConfig::from_file(NodeFile {
+            redirect: Some(Redirect::Moved),
+            clients: Some(parse_members("clients", "1=a:1,2=b:99999,3=c:3").expect("parse")),
+            ..flags(1)
+        })
+        .expect_err("port out of range")
+        .to_string();
+        assert!(
+            bad.contains("`clients`") && bad.contains("b:99999"),
+            "{bad}"
+        );
     }
 
     proptest::proptest! {

@@ -28,7 +28,8 @@ use raftkv_kvservice::server::{RespServer, ServerConfig};
 use raftkv_storage::{Persister, StorageError};
 
 pub use config::{
-    ConfigError, DEFAULT_MAX_RAFT_STATE, NodeConfig, NodeFile, derive_cluster_id, parse_peers,
+    ConfigError, DEFAULT_MAX_RAFT_STATE, NodeConfig, NodeFile, derive_cluster_id, parse_members,
+    parse_peers,
 };
 use forward::{ForwardHandler, TcpForwarder};
 
@@ -149,6 +150,8 @@ impl Server {
         client.max_clients = config.max_clients;
         client.peer_addrs = config.peer_names.clone();
         client.requirepass = config.requirepass.clone();
+        client.redirect = config.redirect;
+        client.client_addrs = config.client_addrs.clone();
         let forwarder = Arc::new(TcpForwarder::new(Arc::clone(&transport)));
         let resp = match RespServer::start(
             client,

@@ -156,6 +156,27 @@ const DOCS: &[Doc] = &[
         "server",
         ONE,
     ),
+    doc(
+        "cluster",
+        "A container for Redis Cluster commands.",
+        "3.0.0",
+        "cluster",
+        SUBCOMMAND,
+    ),
+    doc(
+        "readonly",
+        "Enables read-only queries for a connection to a Redis Cluster replica node.",
+        "3.0.0",
+        "cluster",
+        ONE,
+    ),
+    doc(
+        "readwrite",
+        "Enables read-write queries for a connection to a Redis Cluster replica node.",
+        "3.0.0",
+        "cluster",
+        ONE,
+    ),
 ];
 
 /// Appends the `COMMAND DOCS` reply for `specs`: a map from each name to its

@@ -4,13 +4,14 @@
 
 use bytes::Bytes;
 
+use super::cluster::{ClusterCall, parse_cluster};
 use super::command_docs::write_command_docs;
 use super::hello::{Hello, parse_hello};
 use crate::command::{Op, SetCond};
 use crate::resp::{Protocol, encode};
 
 /// What a request asks for.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Call {
     /// Answered at once with these bytes (also every error found while parsing).
     Reply(Vec<u8>),
@@ -26,6 +27,8 @@ pub(crate) enum Call {
     ClientId,
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
     Hello(Hello),
+    /// `CLUSTER ...`, `READONLY`, `READWRITE` (answered only in MOVED mode).
+    Cluster(ClusterCall),
     /// `AUTH [user] password`.
     Auth {
         /// The user name, when given (only `default` exists).
@@ -38,7 +41,7 @@ pub(crate) enum Call {
 }
 
 /// A KV operation and how to render its reply.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct KvCall {
     pub(crate) kind: ReplyKind,
     pub(crate) op: Op,
@@ -214,6 +217,21 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
         (0, 0, 0),
         &["@slow", "@dangerous"],
     ),
+    spec("cluster", -2, &[], (0, 0, 0), &["@slow"]),
+    spec(
+        "readonly",
+        1,
+        &["loading", "stale", "fast"],
+        (0, 0, 0),
+        &["@fast", "@connection"],
+    ),
+    spec(
+        "readwrite",
+        1,
+        &["loading", "stale", "fast"],
+        (0, 0, 0),
+        &["@fast", "@connection"],
+    ),
 ];
 
 /// `CONFIG GET` answers these (what `redis-benchmark` and client libraries ask at
@@ -306,6 +324,7 @@ pub(crate) fn parse(args: &[Bytes], proto: Protocol) -> Call {
             None => error("ERR value is not an integer or out of range"),
         },
         "command" => parse_command(args, proto),
+        "cluster" | "readonly" | "readwrite" => parse_cluster(args),
         "client" => parse_client(args),
         "config" => parse_config(args, proto),
         "info" => Call::Info(
@@ -521,7 +540,7 @@ pub(crate) fn wrong_arity(name: &str) -> Call {
     ))
 }
 
-fn unknown_subcommand(sub: &[u8], command: &str) -> Call {
+pub(crate) fn unknown_subcommand(sub: &[u8], command: &str) -> Call {
     let mut msg = b"ERR unknown subcommand '".to_vec();
     msg.extend_from_slice(&sub[..sub.len().min(128)]);
     msg.extend_from_slice(format!("'. Try {command} HELP.").as_bytes());

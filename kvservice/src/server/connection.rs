@@ -12,13 +12,16 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::auth;
+use super::cluster::{CLUSTER_DISABLED, ClusterCall, ClusterView, write_cluster_reply};
 use super::commands::{Call, ReplyKind, parse};
+use super::config::Redirect;
 use super::hello::{Hello, HelloReply, NOAUTH_HELLO, write_hello};
 use super::info::{InfoSource, info_text};
 use super::reply::render;
 use super::resp_server::Shared;
-use super::router::Unit;
+use super::router::{Refusal, Unit};
 use super::session::Session;
+use super::slot::key_slot;
 use crate::command::{Op, Reply};
 use crate::resp::{Protocol, Request, encode, parse_request};
 
@@ -60,6 +63,8 @@ enum Slot {
         /// Its index among the unit's operations, when the unit is an `Op::Batch`.
         member: Option<usize>,
         proto: Protocol,
+        /// The hash slot of its first key (0 without keys), for `-MOVED`.
+        slot: u16,
     },
 }
 
@@ -284,6 +289,7 @@ impl Connection {
             match parse(request.args(), self.proto) {
                 Call::Reply(bytes) => slots.push(Slot::Ready(bytes)),
                 Call::Hello(hello) => slots.push(Slot::Ready(self.hello(hello))),
+                Call::Cluster(call) => slots.push(Slot::Ready(self.cluster(&call))),
                 Call::Quit => {
                     slots.push(Slot::Ready(b"+OK\r\n".to_vec()));
                     quit = true;
@@ -316,6 +322,7 @@ impl Connection {
                     slots.push(Slot::Ready(out));
                 }
                 Call::Kv(call) if call.op.is_write() => {
+                    let slot = op_slot(&call.op);
                     let size = op_bytes(&call.op);
                     let member = match plans.last_mut() {
                         Some(Plan::Writes { ops, bytes })
@@ -338,15 +345,18 @@ impl Connection {
                         unit: plans.len() - 1,
                         member: Some(member),
                         proto: self.proto,
+                        slot,
                     });
                 }
                 Call::Kv(call) => {
+                    let slot = op_slot(&call.op);
                     plans.push(Plan::Read(call.op));
                     slots.push(Slot::Kv {
                         kind: call.kind,
                         unit: plans.len() - 1,
                         member: None,
                         proto: self.proto,
+                        slot,
                     });
                 }
             }
@@ -386,7 +396,7 @@ impl Connection {
                                 stats: shared.counters.snapshot(),
                                 uptime: shared.started.elapsed(),
                                 port: shared.port,
-                                cluster: false,
+                                cluster: shared.router.redirect() == Redirect::Moved,
                             },
                             &sections,
                         )
@@ -408,13 +418,19 @@ impl Connection {
                     unit,
                     member,
                     proto,
+                    slot,
                 } => {
+                    let moved;
                     let outcome = match (&units[unit].outcome, member) {
                         (Some(Ok(Reply::Batch { replies })), Some(m)) if batched[unit] => {
                             replies.get(m).ok_or("ERR internal error: missing reply")
                         }
                         (Some(Ok(reply)), _) => Ok(reply),
-                        (Some(Err(msg)), _) => Err(msg.as_str()),
+                        (Some(Err(Refusal::Error(msg))), _) => Err(msg.as_str()),
+                        (Some(Err(Refusal::Moved { addr })), _) => {
+                            moved = format!("MOVED {slot} {addr}");
+                            Err(moved.as_str())
+                        }
                         (None, _) => Err("ERR internal error: no outcome"),
                     };
                     render(kind, outcome, proto, &mut out);
@@ -468,12 +484,39 @@ impl Connection {
             self.proto,
             HelloReply {
                 id: self.id,
-                cluster: false,
+                cluster: self.shared.router.redirect() == Redirect::Moved,
                 leader,
             },
         );
         out
     }
+
+    /// Runs a `CLUSTER` subcommand (MOVED mode only).
+    fn cluster(&self, call: &ClusterCall) -> Vec<u8> {
+        let mut out = Vec::new();
+        let router = &self.shared.router;
+        if router.redirect() != Redirect::Moved {
+            encode::write_error(&mut out, CLUSTER_DISABLED.as_bytes());
+            return out;
+        }
+        let replica = router.replica();
+        let status = replica.node().status();
+        let view = ClusterView {
+            me: status.id,
+            leader: status.leader,
+            term: status.term,
+            applied: replica.rsm().applied_index(),
+            clients: router.client_addrs(),
+            raft: router.peer_addrs(),
+        };
+        write_cluster_reply(&mut out, self.proto, &view, call);
+        out
+    }
+}
+
+/// The hash slot `-MOVED` names for `op`: its first key's (0 without keys).
+fn op_slot(op: &Op) -> u16 {
+    op.keys().first().map_or(0, |k| key_slot(k))
 }
 
 /// Roughly how many bytes an operation adds to a replicated command.

@@ -32,6 +32,17 @@
 //! a verbatim string (`=len\r\ntxt:...`). Replies are rendered in the protocol in force
 //! when their request was parsed, so a pipeline may switch between its commands.
 //!
+//! # Redirects
+//!
+//! By default ([`Redirect::Forward`]) a follower runs commands at the leader. With
+//! [`Redirect::Moved`] it answers as a Redis Cluster node instead:
+//! `-MOVED <slot> <leader-host>:<port>` (the slot is CRC16 of the command's first key
+//! mod 16384, with `{hash tag}`s; 0 without keys), or `-CLUSTERDOWN The cluster is
+//! down` when no leader is known within the retry budget; `CLUSTER SLOTS`, `SHARDS`,
+//! `NODES`, `INFO`, `MYID` and `KEYSLOT` describe one shard holding every slot with
+//! the leader as master, and `INFO` / `HELLO` report cluster mode. The members' client
+//! addresses come from [`ServerConfig::client_addrs`].
+//!
 //! # Authentication
 //!
 //! With [`ServerConfig::requirepass`] set, a connection starts unauthenticated, as in
@@ -64,6 +75,7 @@
 //! applied at most once and answered with the original reply.
 
 mod auth;
+mod cluster;
 mod command_docs;
 mod commands;
 mod config;
@@ -77,9 +89,10 @@ mod reply;
 mod resp_server;
 mod router;
 mod session;
+mod slot;
 mod stats;
 
-pub use config::{Password, ServerConfig};
+pub use config::{Password, Redirect, ServerConfig, split_host_port};
 pub use error::ServerError;
 pub use exec::{ExecError, execute_batch, execute_batch_async};
 pub use forward::{

@@ -15,7 +15,7 @@ use super::config::ServerConfig;
 use super::connection::{ClientGuard, serve};
 use super::error::ServerError;
 use super::forward::Forwarder;
-use super::router::Router;
+use super::router::{Router, Routes};
 use super::stats::{Counters, ServerStats};
 use crate::replica::Replica;
 
@@ -50,16 +50,23 @@ impl RespServer {
     /// Binds `config.listen` and starts serving `replica` on `runtime`. A follower
     /// forwards writes and linearizable reads to the leader through `forwarder`
     /// (without one, it answers them with an error naming the leader once the retry
-    /// budget runs out). Callable from inside or outside the runtime.
+    /// budget runs out), or, with [`Redirect::Moved`](super::Redirect::Moved), answers
+    /// `-MOVED`. Callable from inside or outside the runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Config`] for settings [`ServerConfig::validate`] refuses, and
+    /// [`ServerError::Bind`] / [`ServerError::Listener`] when the address cannot be
+    /// served.
     pub fn start(
         config: ServerConfig,
         replica: Arc<Replica>,
         forwarder: Option<Arc<dyn Forwarder>>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<RespServer, ServerError> {
-        if config.max_clients == 0 {
-            return Err(ServerError::Config("max_clients must be at least 1".into()));
-        }
+        config
+            .validate(replica.node().id())
+            .map_err(ServerError::Config)?;
         let addr = config.listen;
         let std_listener = std::net::TcpListener::bind(addr)
             .map_err(|source| ServerError::Bind { addr, source })?;
@@ -73,9 +80,13 @@ impl RespServer {
         let shared = Arc::new(Shared {
             router: Router::new(
                 replica,
-                forwarder,
-                config.retry_budget,
-                config.peer_addrs.clone(),
+                Routes {
+                    forwarder,
+                    retry_budget: config.retry_budget,
+                    peer_addrs: config.peer_addrs.clone(),
+                    redirect: config.redirect,
+                    client_addrs: config.client_addrs.clone(),
+                },
             ),
             config,
             counters: Counters::default(),

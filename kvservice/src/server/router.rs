@@ -1,7 +1,8 @@
 //! [`Router`]: runs a connection's commands where they can be served — here if this
-//! member leads, else at the leader through the [`Forwarder`] — and retries transient
-//! failures within the retry budget, keeping each command's (client id, sequence
-//! number).
+//! member leads, else at the leader through the [`Forwarder`] (or, in
+//! [`Redirect::Moved`] mode, nowhere: the client is sent to the leader) — and retries
+//! transient failures within the retry budget, keeping each command's (client id,
+//! sequence number).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use raftkv_consensus::Role;
 use raftkv_storage::NodeId;
 
+use super::config::Redirect;
 use super::exec::{ExecError, execute_batch_async};
 use super::forward::{Forwarder, decode_forward_reply, encode_forward_request};
 use super::session::Session;
@@ -24,13 +26,28 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 const MIN_FORWARD_TIMEOUT: Duration = Duration::from_secs(1);
 /// Times one batch may start a new session after finding its session expired.
 const MAX_RENEWALS: u32 = 3;
+/// Redis Cluster's error when no master serves the slot: in MOVED mode, no leader.
+pub(crate) const CLUSTERDOWN: &str = "CLUSTERDOWN The cluster is down";
+
+/// Why a command got no reply from the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The final error message (`ERR ...`, without the `-`).
+    Error(String),
+    /// [`Redirect::Moved`]: another member leads; it serves clients at `addr`. The
+    /// connection answers `-MOVED <slot> <addr>` with the slot of the command's key.
+    Moved {
+        /// The leader's client address, `host:port`.
+        addr: String,
+    },
+}
 
 /// One command of a batch and, once known, its outcome.
 #[derive(Debug)]
 pub(crate) struct Unit {
     pub(crate) cmd: Command,
-    /// The reply, or the final error message (`ERR ...`, without the `-`).
-    pub(crate) outcome: Option<Result<Reply, String>>,
+    /// The reply, or why there is none.
+    pub(crate) outcome: Option<Result<Reply, Refusal>>,
     /// An earlier attempt failed in a way that may have applied it.
     uncertain: bool,
     last_error: Option<ExecError>,
@@ -53,24 +70,60 @@ pub(crate) struct Router {
     forwarder: Option<Arc<dyn Forwarder>>,
     retry_budget: Duration,
     peer_addrs: BTreeMap<NodeId, String>,
+    redirect: Redirect,
+    client_addrs: BTreeMap<NodeId, String>,
     /// The last leader seen (0: none yet).
     last_leader: AtomicU64,
 }
 
+/// Where a [`Router`] sends commands and how long it retries them.
+pub(crate) struct Routes {
+    pub(crate) forwarder: Option<Arc<dyn Forwarder>>,
+    pub(crate) retry_budget: Duration,
+    /// Raft addresses, for messages and `INFO`.
+    pub(crate) peer_addrs: BTreeMap<NodeId, String>,
+    pub(crate) redirect: Redirect,
+    /// Client addresses, for `MOVED` and `CLUSTER`.
+    pub(crate) client_addrs: BTreeMap<NodeId, String>,
+}
+
 impl Router {
-    pub(crate) fn new(
-        replica: Arc<Replica>,
-        forwarder: Option<Arc<dyn Forwarder>>,
-        retry_budget: Duration,
-        peer_addrs: BTreeMap<NodeId, String>,
-    ) -> Self {
+    pub(crate) fn new(replica: Arc<Replica>, routes: Routes) -> Self {
         Self {
             replica,
-            forwarder,
-            retry_budget,
-            peer_addrs,
+            forwarder: routes.forwarder,
+            retry_budget: routes.retry_budget,
+            peer_addrs: routes.peer_addrs,
+            redirect: routes.redirect,
+            client_addrs: routes.client_addrs,
             last_leader: AtomicU64::new(0),
         }
+    }
+
+    /// How a follower answers (forward, or MOVED).
+    pub(crate) fn redirect(&self) -> Redirect {
+        self.redirect
+    }
+
+    /// Every member's client address (empty unless configured).
+    pub(crate) fn client_addrs(&self) -> &BTreeMap<NodeId, String> {
+        &self.client_addrs
+    }
+
+    /// Every member's Raft address, as configured (may be empty).
+    pub(crate) fn peer_addrs(&self) -> &BTreeMap<NodeId, String> {
+        &self.peer_addrs
+    }
+
+    /// In MOVED mode, when another member is the leader now and its client address is
+    /// known: that address.
+    fn moved_to(&self) -> Option<&str> {
+        if self.redirect != Redirect::Moved {
+            return None;
+        }
+        let status = self.replica.node().status();
+        let leader = status.leader.filter(|&l| l != status.id)?;
+        self.client_addrs.get(&leader).map(String::as_str)
     }
 
     pub(crate) fn replica(&self) -> &Arc<Replica> {
@@ -123,6 +176,13 @@ impl Router {
             if pending.is_empty() {
                 return;
             }
+            if let Some(addr) = self.moved_to() {
+                // Nothing pending runs here any more: the client goes to the leader.
+                for &i in &pending {
+                    units[i].outcome = Some(Err(Refusal::Moved { addr: addr.into() }));
+                }
+                return;
+            }
             let cmds = pending.iter().map(|&i| units[i].cmd.clone()).collect();
             let results = self.attempt(cmds, hint, deadline).await;
             let mut transient = false;
@@ -132,9 +192,9 @@ impl Router {
                 match result {
                     Ok(Reply::SessionExpired) if expired.is_none() => {
                         if unit.uncertain || renewals >= MAX_RENEWALS {
-                            unit.outcome = Some(Err(
+                            unit.outcome = Some(Err(Refusal::Error(
                                 "ERR session expired: the write may or may not have applied".into(),
-                            ));
+                            )));
                         } else {
                             expired = Some(k);
                         }
@@ -156,7 +216,7 @@ impl Router {
                             unit.last_error = Some(e);
                         }
                     }
-                    Err(e) => unit.outcome = Some(Err(format!("ERR {e}"))),
+                    Err(e) => unit.outcome = Some(Err(Refusal::Error(format!("ERR {e}")))),
                 }
             }
             if let Some(k) = expired {
@@ -182,7 +242,7 @@ impl Router {
                     let unit = &mut units[i];
                     if unit.outcome.is_none() {
                         let e = unit.last_error.as_ref().or(batch_error.as_ref());
-                        unit.outcome = Some(Err(self.final_error(e)));
+                        unit.outcome = Some(Err(Refusal::Error(self.final_error(e))));
                     }
                 }
                 return;
@@ -194,6 +254,18 @@ impl Router {
 
     /// The message for a command still failing when the budget ran out.
     fn final_error(&self, e: Option<&ExecError>) -> String {
+        let no_leader = matches!(
+            e,
+            None | Some(
+                ExecError::WrongLeader { .. }
+                    | ExecError::NoLeader
+                    | ExecError::Unreachable { .. }
+                    | ExecError::NotAttempted
+            )
+        );
+        if no_leader && self.redirect == Redirect::Moved {
+            return CLUSTERDOWN.into();
+        }
         match e {
             None
             | Some(
@@ -232,6 +304,10 @@ impl Router {
         }
         if status.role == Role::Leader {
             return execute_batch_async(&self.replica, &cmds).await;
+        }
+        if self.redirect == Redirect::Moved {
+            // Never forwarded: `execute` redirects once a leader is known.
+            return all(ExecError::NoLeader);
         }
         let Some(to) = status
             .leader

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use raftkv_kvservice::cluster::{ClusterConfig, ClusterStorage, LocalCluster};
-use raftkv_kvservice::server::{Forwarder, RespServer, ServerConfig, serve_forwarded};
+use raftkv_kvservice::server::{Forwarder, Redirect, RespServer, ServerConfig, serve_forwarded};
 use raftkv_storage::NodeId;
 
 use super::resp_client::RespClient;
@@ -73,12 +73,34 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start(tune: impl Fn(&mut ServerConfig)) -> Fixture {
-        Self::start_with(|_| {}, tune)
+        Self::start_with(|_| {}, move |_, c| tune(c))
+    }
+
+    /// Members 1, 2 and 3 in MOVED mode, each serving clients on a port picked in
+    /// advance, so that every member knows every client address.
+    pub fn start_moved(tune: impl Fn(&mut ServerConfig)) -> Fixture {
+        let listeners: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+            .collect();
+        let addrs: BTreeMap<NodeId, String> = (1..=3)
+            .zip(&listeners)
+            .map(|(id, l)| (id, l.local_addr().expect("addr").to_string()))
+            .collect();
+        drop(listeners);
+        Self::start_with(
+            |_| {},
+            move |id, c| {
+                c.listen = addrs[&id].parse().expect("addr");
+                c.redirect = Redirect::Moved;
+                c.client_addrs = addrs.clone();
+                tune(c);
+            },
+        )
     }
 
     pub fn start_with(
         tune_cluster: impl FnOnce(&mut ClusterConfig),
-        tune: impl Fn(&mut ServerConfig),
+        tune: impl Fn(NodeId, &mut ServerConfig),
     ) -> Fixture {
         let mut config = ClusterConfig::new(3, ClusterStorage::Memory);
         tune_cluster(&mut config);
@@ -97,7 +119,7 @@ impl Fixture {
             cut,
         };
         for id in fixture.cluster.ids().to_vec() {
-            let server = fixture.server(id, &tune);
+            let server = fixture.server(id, &|c: &mut ServerConfig| tune(id, c));
             fixture.servers.insert(id, server);
         }
         fixture

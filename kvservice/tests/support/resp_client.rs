@@ -71,6 +71,11 @@ impl RespClient {
         String::from_utf8_lossy(&self.read_reply().1).into_owned()
     }
 
+    /// Reads `n` replies (a pipeline's) and returns their exact bytes, concatenated.
+    pub fn read_raw_n(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.read_raw()).collect()
+    }
+
     /// Sends a command and returns the exact bytes of its reply, as a string.
     pub fn cmd(&mut self, args: &[&str]) -> String {
         self.send(&req(args));
