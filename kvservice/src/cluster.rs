@@ -51,6 +51,9 @@ pub struct ClusterConfig {
     pub node: NodeOptions,
     /// State machine settings.
     pub rsm: RsmConfig,
+    /// Each member's ceiling on pending client writes
+    /// ([`ReplicaConfig::max_pending_proposals`]).
+    pub max_pending_proposals: usize,
     /// Seed for the network's loss draws and the members' RNGs.
     pub seed: u64,
     /// Failpoints per member, for tests: its storage (memory or file backend) and its
@@ -68,6 +71,7 @@ impl ClusterConfig {
             raft: Config::new(1, vec![1]),
             node: NodeOptions::default(),
             rsm: RsmConfig::default(),
+            max_pending_proposals: crate::replica::DEFAULT_MAX_PENDING_PROPOSALS,
             seed: 1,
             faults: BTreeMap::new(),
         }
@@ -313,6 +317,7 @@ impl LocalCluster {
                     faults,
                     ..self.config.rsm.clone()
                 },
+                max_pending_proposals: self.config.max_pending_proposals,
             },
             persister,
             self.network.transport(id),

@@ -40,6 +40,14 @@ pub enum KvError {
         /// Entries waiting.
         backlog: usize,
     },
+    /// The member already has its most proposals waiting to commit
+    /// ([`ProposalLimit`](crate::proposal_limit::ProposalLimit)): the write was not
+    /// proposed. Retry later, or at a less loaded member's leader.
+    #[error("too many pending proposals (at most {max} per member); try again later")]
+    Busy {
+        /// The limit.
+        max: usize,
+    },
     /// The consensus layer failed in a way not listed above.
     #[error("consensus: {0}")]
     Consensus(String),

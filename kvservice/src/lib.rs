@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod command;
 pub mod error;
 pub mod linearizability;
+pub mod proposal_limit;
 pub mod replica;
 pub mod resp;
 pub mod rsm;

@@ -12,6 +12,8 @@ use raftkv_storage::{Persister, SnapshotMeta};
 
 use crate::command::{Command, Op, Reply};
 use crate::error::KvError;
+pub use crate::proposal_limit::DEFAULT_MAX_PENDING_PROPOSALS;
+use crate::proposal_limit::{ProposalLimit, ProposalPermit};
 use crate::rsm::{
     ApplyMsg, Leadership, LeadershipWatcher, ProposeCallback, RaftHandle, ReadIndexCallback,
     ReadMode, Rsm, RsmConfig,
@@ -26,6 +28,10 @@ pub struct ReplicaConfig {
     pub node: NodeOptions,
     /// State machine settings (max_raft_state, timeouts, read mode).
     pub rsm: RsmConfig,
+    /// Most client writes proposed through [`Replica::admit_write`] and not yet
+    /// answered; more are refused with [`KvError::Busy`]. Default
+    /// [`DEFAULT_MAX_PENDING_PROPOSALS`].
+    pub max_pending_proposals: usize,
 }
 
 /// The consensus node, seen through the narrow interface the RSM uses.
@@ -127,6 +133,7 @@ pub struct Replica {
     node: NodeHandle,
     rsm: Rsm,
     persister: Arc<dyn Persister>,
+    proposals: ProposalLimit,
 }
 
 impl Replica {
@@ -159,6 +166,7 @@ impl Replica {
             node,
             rsm,
             persister,
+            proposals: ProposalLimit::new(config.max_pending_proposals),
         })
     }
 
@@ -177,6 +185,18 @@ impl Replica {
         &self.persister
     }
 
+    /// Admits one client write to be proposed: hold the permit until its answer (or
+    /// failure) is in. Refused with [`KvError::Busy`] while
+    /// [`ReplicaConfig::max_pending_proposals`] writes are pending.
+    pub fn admit_write(&self) -> Result<ProposalPermit, KvError> {
+        self.proposals.admit()
+    }
+
+    /// Client writes admitted and not yet answered.
+    pub fn pending_proposals(&self) -> usize {
+        self.proposals.pending()
+    }
+
     /// Serves one client command: reads as configured (ReadIndex or through the log),
     /// writes through the log.
     pub fn handle(&self, cmd: &Command) -> Result<Reply, KvError> {
@@ -188,7 +208,10 @@ impl Replica {
                 .rsm
                 .read_view(|sm| sm.query(op))
                 .map(|reply| reply.unwrap_or(Reply::ErrNoKey)),
-            _ => self.rsm.submit(cmd.clone()),
+            _ => {
+                let _permit = self.admit_write()?;
+                self.rsm.submit(cmd.clone())
+            }
         }
     }
 

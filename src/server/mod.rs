@@ -132,7 +132,12 @@ impl Server {
             ..RsmConfig::default()
         };
         let replica = match Replica::start(
-            ReplicaConfig { raft, node, rsm },
+            ReplicaConfig {
+                raft,
+                node,
+                rsm,
+                max_pending_proposals: raftkv_kvservice::replica::DEFAULT_MAX_PENDING_PROPOSALS,
+            },
             persister,
             Arc::clone(&transport) as _,
         ) {

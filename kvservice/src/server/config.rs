@@ -54,7 +54,7 @@ pub struct ServerConfig {
 }
 
 /// How a member that does not lead answers a command that must run on the leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Redirect {
     /// Run it at the leader through the [`Forwarder`](super::Forwarder) and answer as

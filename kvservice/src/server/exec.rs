@@ -62,13 +62,33 @@ pub enum ExecError {
     /// Any other failure (storage, consensus, codec); not retried.
     #[error("{0}")]
     Failed(String),
+    /// The leader has its most writes pending ([`KvError::Busy`]): this one was not
+    /// proposed. Not retried: the client hears `-BUSY` at once. (Last, so that the
+    /// variants before it keep their encoding in forwarded replies.)
+    #[error("too many pending proposals (at most {max} per member); try again later")]
+    Busy {
+        /// The leader's limit.
+        max: u64,
+    },
 }
 
 impl ExecError {
     /// True when the same command may succeed if retried (at the same or another
     /// member) with the same sequence number.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, ExecError::TooLarge { .. } | ExecError::Failed(_))
+        !matches!(
+            self,
+            ExecError::TooLarge { .. } | ExecError::Failed(_) | ExecError::Busy { .. }
+        )
+    }
+
+    /// The Redis error line a client gets for this failure, without the `-`:
+    /// `BUSY ...` for [`ExecError::Busy`], `ERR ...` otherwise.
+    pub fn redis_error(&self) -> String {
+        match self {
+            ExecError::Busy { .. } => format!("BUSY {self}"),
+            other => format!("ERR {other}"),
+        }
     }
 
     /// True when a write may have applied although it got this error.
@@ -99,6 +119,7 @@ impl From<KvError> for ExecError {
             KvError::Overloaded { backlog } => ExecError::Overloaded {
                 backlog: backlog as u64,
             },
+            KvError::Busy { max } => ExecError::Busy { max: max as u64 },
             other => ExecError::Failed(other.to_string()),
         }
     }
@@ -107,6 +128,9 @@ impl From<KvError> for ExecError {
 /// Runs `cmds` on `replica` in order and answers each (blocking: call it from a
 /// blocking thread; async callers use [`execute_batch_async`]). Meant for the leader;
 /// elsewhere every command fails fast with [`ExecError::WrongLeader`].
+///
+/// A write is proposed only if the replica admits it ([`Replica::admit_write`]);
+/// one refused gets [`ExecError::Busy`] and the batch carries on.
 ///
 /// Each maximal run of reads is served from one linearizable read barrier
 /// ([`Rsm::read_view`](crate::rsm::Rsm::read_view)); each write is submitted and
@@ -120,7 +144,9 @@ pub fn execute_batch(replica: &Replica, cmds: &[Command]) -> Vec<Result<Reply, E
     while let Some(step) = batch.next_step() {
         match step {
             Step::Write(cmd) => {
-                let result = replica.rsm().submit(cmd.clone());
+                let result = replica
+                    .admit_write()
+                    .and_then(|_permit| replica.rsm().submit(cmd.clone()));
                 batch.write_done(result);
             }
             Step::Reads(reads) => {
@@ -141,7 +167,10 @@ pub async fn execute_batch_async(
     while let Some(step) = batch.next_step() {
         match step {
             Step::Write(cmd) => {
-                let result = replica.rsm().submit_async(cmd.clone()).await;
+                let result = match replica.admit_write() {
+                    Ok(_permit) => replica.rsm().submit_async(cmd.clone()).await,
+                    Err(busy) => Err(busy),
+                };
                 batch.write_done(result);
             }
             Step::Reads(reads) => {

@@ -216,7 +216,7 @@ impl Router {
                             unit.last_error = Some(e);
                         }
                     }
-                    Err(e) => unit.outcome = Some(Err(Refusal::Error(format!("ERR {e}")))),
+                    Err(e) => unit.outcome = Some(Err(Refusal::Error(e.redis_error()))),
                 }
             }
             if let Some(k) = expired {
