@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use raftkv::kvservice::server::Redirect;
-use raftkv::server::{NodeConfig, NodeFile, Server, parse_members, parse_peers};
+use raftkv::server::{NodeConfig, NodeFile, Server, effective_toml, parse_members, parse_peers};
 use raftkv::storage::Backend;
 
 /// Flags of `raftkv server`; each overrides the same key of `--config`.
@@ -35,6 +35,24 @@ pub struct ServerArgs {
     /// Largest bulk string a client may send, in bytes (default 512 MiB).
     #[arg(long)]
     max_bulk_bytes: Option<usize>,
+    /// Most client connections (default 10000); one more gets
+    /// `-ERR max number of clients reached`.
+    #[arg(long)]
+    max_clients: Option<usize>,
+    /// Largest request a connection buffers, in bytes (default twice --max-bulk-bytes
+    /// plus 64 KiB).
+    #[arg(long)]
+    max_request_bytes: Option<usize>,
+    /// Most client writes pending on this member (default 10000); more get `-BUSY`.
+    #[arg(long)]
+    max_pending_proposals: Option<usize>,
+    /// How long a client command may wait for its commit before an error (default 5000).
+    #[arg(long)]
+    commit_timeout_ms: Option<u64>,
+    /// Print the effective configuration (file, environment and flags merged) as TOML,
+    /// the password redacted, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Serve clients on a non-loopback `--listen` address without a password.
     #[arg(long)]
     insecure: bool,
@@ -53,7 +71,7 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn into_file(self) -> Result<NodeFile, raftkv::server::ConfigError> {
+    fn to_file(&self) -> Result<NodeFile, raftkv::server::ConfigError> {
         let base = match &self.config {
             Some(path) => NodeFile::load(path)?,
             None => NodeFile::default(),
@@ -61,12 +79,16 @@ impl ServerArgs {
         let flags = NodeFile {
             id: self.id,
             peers: self.peers.as_deref().map(parse_peers).transpose()?,
-            listen: self.listen,
-            data_dir: self.data_dir,
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
             backend: self.backend,
             max_raft_state: self.max_raft_state,
-            fsync: self.fsync,
+            fsync: self.fsync.clone(),
             max_bulk_bytes: self.max_bulk_bytes,
+            max_clients: self.max_clients,
+            max_request_bytes: self.max_request_bytes,
+            max_pending_proposals: self.max_pending_proposals,
+            commit_timeout_ms: self.commit_timeout_ms,
             insecure: self.insecure.then_some(true),
             redirect: self.redirect,
             clients: self
@@ -83,13 +105,25 @@ impl ServerArgs {
 
 /// Runs the member; exit 2 on a configuration error, 1 if it cannot start.
 pub fn run(args: ServerArgs) -> ExitCode {
-    let config = match args.into_file().and_then(NodeConfig::from_file) {
+    let config = match args.to_file().and_then(NodeConfig::from_file) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("raftkv server: {e}");
             return ExitCode::from(2);
         }
     };
+    if args.print_config {
+        return match effective_toml(&config) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("raftkv server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let id = config.id;
     let server = match Server::start(config) {
         Ok(s) => s,

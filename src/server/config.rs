@@ -10,6 +10,12 @@
 //!
 //! redirect = "forward"               # forward (default) | moved (Redis Cluster MOVED)
 //!
+//! max_clients = 10000                # maxclients
+//! max_bulk_bytes = 536870912         # proto-max-bulk-len
+//! max_request_bytes = 1073807360     # client-query-buffer-limit (2 bulks + 64 KiB)
+//! max_pending_proposals = 10000      # more writes in flight get -BUSY
+//! commit_timeout_ms = 5000           # then a command gets an error
+//!
 //! [peers]                            # every member, this one included: Raft addresses
 //! 1 = "10.0.0.1:7001"
 //! 2 = "10.0.0.2:7001"
@@ -87,10 +93,19 @@ pub struct NodeFile {
     pub max_raft_state: Option<i64>,
     /// `always` (fsync before acknowledging; the default) or `never` (benchmarks only).
     pub fsync: Option<String>,
-    /// Largest bulk string a client may send.
+    /// Largest bulk string a client may send (Redis's `proto-max-bulk-len`).
+    #[serde(alias = "proto-max-bulk-len")]
     pub max_bulk_bytes: Option<usize>,
-    /// Most client connections.
+    /// Most client connections (Redis's `maxclients`).
+    #[serde(alias = "maxclients")]
     pub max_clients: Option<usize>,
+    /// Largest request a connection buffers (Redis's `client-query-buffer-limit`).
+    #[serde(alias = "client-query-buffer-limit")]
+    pub max_request_bytes: Option<usize>,
+    /// Most client writes pending on this member before more get `-BUSY`.
+    pub max_pending_proposals: Option<usize>,
+    /// How long a client command may wait for its commit before it gets an error.
+    pub commit_timeout_ms: Option<u64>,
     /// `readindex` (default) or `log`.
     pub read_mode: Option<ReadMode>,
     /// Length of one Raft tick in milliseconds (default 10).
@@ -130,7 +145,9 @@ impl NodeFile {
 
     /// The settings taken from the environment, read through `var`:
     /// `RAFTKV_REQUIREPASS`, `RAFTKV_REDIRECT` (`forward` | `moved`) and
-    /// `RAFTKV_CLIENTS` (`1=HOST:PORT,...`). They override the TOML file; flags
+    /// `RAFTKV_CLIENTS` (`1=HOST:PORT,...`), and the limits `RAFTKV_MAX_CLIENTS`,
+    /// `RAFTKV_MAX_BULK_BYTES`, `RAFTKV_MAX_REQUEST_BYTES`,
+    /// `RAFTKV_MAX_PENDING_PROPOSALS` and `RAFTKV_COMMIT_TIMEOUT_MS`. They override the TOML file; flags
     /// override them.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<NodeFile, ConfigError> {
         let redirect = var("RAFTKV_REDIRECT")
@@ -143,6 +160,15 @@ impl NodeFile {
             .map(|v| parse_members("clients", &v))
             .transpose()?;
         Ok(NodeFile {
+            max_clients: env_number(&var, "max_clients", "RAFTKV_MAX_CLIENTS")?,
+            max_bulk_bytes: env_number(&var, "max_bulk_bytes", "RAFTKV_MAX_BULK_BYTES")?,
+            max_request_bytes: env_number(&var, "max_request_bytes", "RAFTKV_MAX_REQUEST_BYTES")?,
+            max_pending_proposals: env_number(
+                &var,
+                "max_pending_proposals",
+                "RAFTKV_MAX_PENDING_PROPOSALS",
+            )?,
+            commit_timeout_ms: env_number(&var, "commit_timeout_ms", "RAFTKV_COMMIT_TIMEOUT_MS")?,
             requirepass: var("RAFTKV_REQUIREPASS"),
             redirect,
             clients,
@@ -165,6 +191,9 @@ impl NodeFile {
             fsync,
             max_bulk_bytes,
             max_clients,
+            max_request_bytes,
+            max_pending_proposals,
+            commit_timeout_ms,
             read_mode,
             tick_ms,
             election_ticks,
@@ -178,6 +207,24 @@ impl NodeFile {
         );
         self
     }
+}
+
+/// Reads the number in environment variable `name` (for setting `field`), if set.
+fn env_number<T: std::str::FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    field: &'static str,
+    name: &str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    var(name)
+        .map(|v| {
+            v.trim()
+                .parse::<T>()
+                .map_err(|e| invalid(field, format!("{name}={v:?}: {e}")))
+        })
+        .transpose()
 }
 
 /// A validated member configuration.
@@ -199,6 +246,14 @@ pub struct NodeConfig {
     pub max_bulk_bytes: usize,
     /// Most client connections.
     pub max_clients: usize,
+    /// Largest request a connection buffers.
+    pub max_request_bytes: usize,
+    /// Most client writes pending on this member.
+    pub max_pending_proposals: usize,
+    /// How long a client command may wait for its commit (and retries) before an error.
+    pub commit_timeout: Duration,
+    /// A non-loopback `listen` without a password was allowed.
+    pub insecure: bool,
     /// How linearizable reads are served.
     pub read_mode: ReadMode,
     /// One Raft tick.
@@ -221,6 +276,17 @@ pub struct NodeConfig {
 /// Where clients are served when `listen` is not set: loopback only, as Redis's
 /// protected mode.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6379";
+
+/// Default largest request: room for a key and a value of the largest bulk size.
+pub fn default_max_request_bytes(max_bulk_bytes: usize) -> usize {
+    max_bulk_bytes.saturating_mul(2).saturating_add(64 << 10)
+}
+
+/// Default ceiling on a member's pending client writes.
+pub use raftkv_kvservice::replica::DEFAULT_MAX_PENDING_PROPOSALS;
+
+/// Default commit timeout, in milliseconds.
+pub const DEFAULT_COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 /// Default snapshot threshold: 64 MiB of Raft state.
 pub const DEFAULT_MAX_RAFT_STATE: i64 = 64 << 20;
@@ -394,6 +460,32 @@ impl NodeConfig {
         if max_bulk_bytes == 0 || max_bulk_bytes > (1 << 30) {
             return Err(invalid("max_bulk_bytes", "must be in 1..=1 GiB"));
         }
+        let max_clients = f.max_clients.unwrap_or(10_000);
+        if max_clients == 0 {
+            return Err(invalid("max_clients", "must be at least 1"));
+        }
+        let max_request_bytes = f
+            .max_request_bytes
+            .unwrap_or_else(|| default_max_request_bytes(max_bulk_bytes));
+        if max_request_bytes < 1024 {
+            return Err(invalid(
+                "max_request_bytes",
+                format!("{max_request_bytes} bytes is too small (at least 1024)"),
+            ));
+        }
+        let max_pending_proposals = f
+            .max_pending_proposals
+            .unwrap_or(DEFAULT_MAX_PENDING_PROPOSALS);
+        if max_pending_proposals == 0 {
+            return Err(invalid("max_pending_proposals", "must be at least 1"));
+        }
+        let commit_timeout_ms = f.commit_timeout_ms.unwrap_or(DEFAULT_COMMIT_TIMEOUT_MS);
+        if !(10..=600_000).contains(&commit_timeout_ms) {
+            return Err(invalid(
+                "commit_timeout_ms",
+                format!("{commit_timeout_ms} is outside 10..=600000"),
+            ));
+        }
         let tick_ms = f.tick_ms.unwrap_or(10);
         if !(1..=1000).contains(&tick_ms) {
             return Err(invalid("tick_ms", format!("{tick_ms} is outside 1..=1000")));
@@ -419,7 +511,11 @@ impl NodeConfig {
             storage,
             max_raft_state,
             max_bulk_bytes,
-            max_clients: f.max_clients.unwrap_or(10_000).max(1),
+            max_clients,
+            max_request_bytes,
+            max_pending_proposals,
+            commit_timeout: Duration::from_millis(commit_timeout_ms),
+            insecure: f.insecure == Some(true),
             read_mode: f.read_mode.unwrap_or_default(),
             tick: Duration::from_millis(tick_ms),
             election_ticks,

@@ -12,6 +12,7 @@
 //! `raftkv server` builds one from a [`NodeConfig`], then [`Server::run_until_signal`].
 
 mod config;
+mod effective;
 mod forward;
 pub mod member_file;
 
@@ -28,9 +29,10 @@ use raftkv_kvservice::server::{RespServer, ServerConfig};
 use raftkv_storage::{Persister, StorageError};
 
 pub use config::{
-    ConfigError, DEFAULT_MAX_RAFT_STATE, NodeConfig, NodeFile, derive_cluster_id, parse_members,
-    parse_peers,
+    ConfigError, DEFAULT_COMMIT_TIMEOUT_MS, DEFAULT_MAX_PENDING_PROPOSALS, DEFAULT_MAX_RAFT_STATE,
+    NodeConfig, NodeFile, default_max_request_bytes, derive_cluster_id, parse_members, parse_peers,
 };
+pub use effective::{REDACTED, effective_toml};
 use forward::{ForwardHandler, TcpForwarder};
 
 /// Why a member could not start.
@@ -129,6 +131,7 @@ impl Server {
         let rsm = RsmConfig {
             max_raft_state: config.max_raft_state,
             read_mode: config.read_mode,
+            commit_timeout: config.commit_timeout,
             ..RsmConfig::default()
         };
         let replica = match Replica::start(
@@ -136,7 +139,7 @@ impl Server {
                 raft,
                 node,
                 rsm,
-                max_pending_proposals: raftkv_kvservice::replica::DEFAULT_MAX_PENDING_PROPOSALS,
+                max_pending_proposals: config.max_pending_proposals,
             },
             persister,
             Arc::clone(&transport) as _,
@@ -153,6 +156,8 @@ impl Server {
         let mut client = ServerConfig::new(config.listen);
         client.max_bulk_bytes = config.max_bulk_bytes;
         client.max_clients = config.max_clients;
+        client.max_request_bytes = Some(config.max_request_bytes);
+        client.retry_budget = config.commit_timeout;
         client.peer_addrs = config.peer_names.clone();
         client.requirepass = config.requirepass.clone();
         client.redirect = config.redirect;
