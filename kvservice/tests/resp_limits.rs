@@ -127,3 +127,41 @@ fn a_member_without_quorum_answers_within_the_commit_timeout() {
     }
     assert_eq!(c.cmd(&["PING"]), "+PONG\r\n", "the connection still serves");
 }
+
+#[test]
+fn a_write_stalled_without_quorum_holds_the_place_of_the_next() {
+    let f = Fixture::start_with(
+        |c| {
+            c.max_pending_proposals = 1;
+            // A leader that keeps leading for seconds without its followers: the
+            // stalled write stays pending meanwhile.
+            c.raft.election_ticks = 500;
+            c.raft.heartbeat_ticks = 5;
+            c.rsm.commit_timeout = Duration::from_secs(2);
+        },
+        |_, c| c.retry_budget = Duration::from_secs(2),
+    );
+    let leader = f.leader();
+    let replica = f.cluster.replica(leader).expect("leader");
+    for id in f.cluster.ids().to_vec() {
+        if id != leader {
+            f.cluster.crash(id);
+        }
+    }
+    let mut stalled = f.client(leader);
+    stalled.send(&req(&["SET", "k", "stalled"]));
+    poll_until("the write to be pending", || {
+        replica.pending_proposals() == 1
+    });
+    let mut next = f.client(leader);
+    let start = Instant::now();
+    assert_eq!(
+        next.cmd(&["SET", "k", "next"]),
+        "-BUSY too many pending proposals (at most 1 per member); try again later\r\n"
+    );
+    assert!(start.elapsed() < Duration::from_secs(1), "not queued");
+    // The stalled write ends in an error, never a hang, and frees its place.
+    let raw = stalled.read_raw();
+    assert!(raw.starts_with("-ERR "), "{raw}");
+    poll_until("the place to be freed", || replica.pending_proposals() == 0);
+}
