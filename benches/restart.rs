@@ -265,9 +265,9 @@ fn timed<T>(cache: Cache, dir: &Path, f: impl FnOnce() -> T) -> Duration {
 /// start before Raft runs.
 fn load_snapshot(storage: &StorageConfig) -> KvStateMachine {
     let persister = storage.open().expect("open persister");
-    let reader = persister
+    let mut reader = persister
         .open_snapshot()
         .expect("open snapshot")
         .expect("a snapshot");
-    KvStateMachine::read_snapshot(reader, SessionTable::default()).expect("read snapshot")
+    KvStateMachine::restore(&mut *reader, SessionTable::default()).expect("read snapshot")
 }

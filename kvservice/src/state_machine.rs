@@ -7,25 +7,30 @@
 //!
 //! 1. [`SnapshotHeader`]: magic `RKVSTATE`, format version, applied index and term, log
 //!    clock, key count, session count;
-//! 2. `key_count` × `(key, value, version)` in key order;
+//! 2. `key_count` × `(key, value, version)` in strictly increasing key order (a reader
+//!    refuses any other order, naming the record); each key and value is a varint length
+//!    and its bytes, which a restore slices out of the payload in place;
 //! 3. `session_count` × `(client_id, last_seq, last_active_ms, last_reply)`.
 //!
 //! The state, the dedup table and their index are captured together from one frozen
 //! view, so a snapshot never mixes two moments.
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use raftkv_storage::{StorageError, codec};
+use raftkv_storage::{SnapshotReader, StorageError, codec};
 
 use crate::command::{Command, Reply};
+use crate::payload_reader::{ChunkSource, PayloadReader, ReadChunks};
 use crate::sessions::{Admission, Session, SessionTable};
 use crate::store::{KvStore, Versioned};
 
 const MAGIC: [u8; 8] = *b"RKVSTATE";
 const FORMAT_VERSION: u32 = 1;
+/// The smallest encoded key record: an empty key, an empty value, version 0.
+const MIN_KEY_RECORD: u64 = 3;
 
 /// The first value of a snapshot payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,8 +206,26 @@ impl KvStateMachine {
         input: R,
         sessions: SessionTable,
     ) -> Result<KvStateMachine, StorageError> {
-        let mut r = BufReader::with_capacity(256 << 10, input);
-        let header: SnapshotHeader = codec::decode_from(&mut r)?;
+        Self::read_from(PayloadReader::new(ReadChunks(input)), None, sessions)
+    }
+
+    /// Like [`read_snapshot`](Self::read_snapshot), from a persister's snapshot: the
+    /// keys and values are slices of the frames it decodes (no copy of the payload).
+    pub fn restore(
+        reader: &mut dyn SnapshotReader,
+        sessions: SessionTable,
+    ) -> Result<KvStateMachine, StorageError> {
+        let len = reader.payload_len();
+        Self::read_from(PayloadReader::new(reader), Some(len), sessions)
+    }
+
+    /// `payload_len`, when known, bounds how many keys the payload can hold.
+    fn read_from<S: ChunkSource>(
+        mut r: PayloadReader<S>,
+        payload_len: Option<u64>,
+        sessions: SessionTable,
+    ) -> Result<KvStateMachine, StorageError> {
+        let header: SnapshotHeader = r.decode(&|| "the header".into())?;
         if header.magic != MAGIC {
             return Err(StorageError::Codec {
                 op: "read kv snapshot",
@@ -218,20 +241,11 @@ impl KvStateMachine {
                 ),
             });
         }
-        let mut store = KvStore::new();
-        for _ in 0..header.key_count {
-            let rec: KeyRecord = codec::decode_from(&mut r)?;
-            store.restore_entry(
-                rec.key,
-                Versioned {
-                    value: rec.value,
-                    version: rec.version,
-                },
-            );
-        }
+        let store = read_keys(&mut r, header.key_count, payload_len)?;
         let mut table = SessionTable::new_like(&sessions);
-        for _ in 0..header.session_count {
-            let rec: SessionRecord = codec::decode_from(&mut r)?;
+        for i in 0..header.session_count {
+            let rec: SessionRecord =
+                r.decode(&|| format!("session record {i} of {}", header.session_count))?;
             table.restore(
                 rec.client_id,
                 Session {
@@ -241,17 +255,7 @@ impl KvStateMachine {
                 },
             );
         }
-        let mut rest = [0u8; 1];
-        match r.read(&mut rest) {
-            Ok(0) => {}
-            Ok(_) => {
-                return Err(StorageError::Codec {
-                    op: "read kv snapshot",
-                    detail: "trailing bytes after the last session".into(),
-                });
-            }
-            Err(e) => return Err(StorageError::io("read kv snapshot", "<snapshot stream>", e)),
-        }
+        r.expect_end("session")?;
         Ok(KvStateMachine {
             store,
             sessions: table,
@@ -260,6 +264,44 @@ impl KvStateMachine {
             clock_ms: header.clock_ms,
         })
     }
+}
+
+/// Reads `count` key records, in strictly increasing key order, into a store. The keys
+/// and values are slices of the reader's pieces.
+fn read_keys<S: ChunkSource>(
+    r: &mut PayloadReader<S>,
+    count: u64,
+    payload_len: Option<u64>,
+) -> Result<KvStore, StorageError> {
+    // `count` is untrusted: reserve no more than the payload can hold (a record takes
+    // at least three bytes), or a bounded amount if its length is unknown, and grow
+    // with what actually arrives.
+    let bound = payload_len.map_or(1 << 16, |len| len / MIN_KEY_RECORD);
+    let reserve = usize::try_from(count.min(bound)).unwrap_or(usize::MAX);
+    let mut entries: Vec<(Bytes, Versioned)> = Vec::new();
+    entries
+        .try_reserve_exact(reserve)
+        .map_err(|e| StorageError::Codec {
+            op: "read kv snapshot",
+            detail: format!("no memory for {reserve} keys: {e}"),
+        })?;
+    for i in 0..count {
+        let what = || format!("key record {i} of {count}");
+        let at = r.offset();
+        let (key, value, version) = r.bytes_bytes_u64(&what)?;
+        if entries.last().is_some_and(|(prev, _)| *prev >= key) {
+            return Err(StorageError::Codec {
+                op: "read kv snapshot",
+                detail: format!(
+                    "{} at payload offset {at}: keys out of order (each must be greater \
+                     than the one before)",
+                    what()
+                ),
+            });
+        }
+        entries.push((key, Versioned { value, version }));
+    }
+    Ok(KvStore::from_sorted(entries))
 }
 
 struct CountingWriter<W: Write> {
@@ -415,6 +457,85 @@ mod tests {
             KvStateMachine::read_snapshot(&payload[..payload.len() - 1], SessionTable::default())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn snapshot_round_trips_at_several_sizes_with_overwrites_and_deletes() {
+        for keys in [0u64, 1, 1000, 40_000] {
+            let mut sm = KvStateMachine::new();
+            let mut index = 0;
+            let mut next = |sm: &mut KvStateMachine, op| {
+                index += 1;
+                sm.apply(
+                    index,
+                    1,
+                    &Command {
+                        client_id: 0,
+                        seq: 0,
+                        ts_ms: 0,
+                        op,
+                    },
+                );
+            };
+            let key = |i: u64| Bytes::from(format!("k{:08}", i * 7919 % keys.max(1)));
+            for i in 0..keys {
+                next(
+                    &mut sm,
+                    Op::Put {
+                        key: key(i),
+                        value: Bytes::from(vec![i as u8; (i % 300) as usize]),
+                    },
+                );
+            }
+            for i in (0..keys).step_by(3) {
+                next(&mut sm, Op::Delete { key: key(i) });
+            }
+            for i in (0..keys).step_by(5) {
+                next(
+                    &mut sm,
+                    Op::Put {
+                        key: key(i),
+                        value: Bytes::from_static(b"again"),
+                    },
+                );
+            }
+            let mut payload = Vec::new();
+            sm.snapshot_view()
+                .write_snapshot(&mut payload)
+                .expect("write");
+            let back = KvStateMachine::read_snapshot(payload.as_slice(), SessionTable::default())
+                .expect("read");
+            assert_eq!(back, sm, "{keys} keys");
+            assert_eq!(back.store().data_bytes(), sm.store().data_bytes());
+            assert!(back.store().iter().eq(sm.store().iter()));
+        }
+    }
+
+    #[test]
+    fn keys_out_of_order_are_an_error_naming_the_record() {
+        let header = SnapshotHeader {
+            magic: MAGIC,
+            format_version: FORMAT_VERSION,
+            applied_index: 1,
+            applied_term: 1,
+            clock_ms: 0,
+            key_count: 2,
+            session_count: 0,
+        };
+        let mut payload = Vec::new();
+        codec::encode_into(&header, &mut payload).expect("encode");
+        for key in ["b", "a"] {
+            let rec = KeyRecord {
+                key: Bytes::from(key),
+                value: Bytes::from_static(b"v"),
+                version: 1,
+            };
+            codec::encode_into(&rec, &mut payload).expect("encode");
+        }
+        let e = KvStateMachine::read_snapshot(payload.as_slice(), SessionTable::default())
+            .expect_err("out of order");
+        assert!(e.to_string().contains("key record 1 of 2"), "{e}");
+        assert!(e.to_string().contains("out of order"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! [`KvStore`]: the versioned key/value map, a persistent B-tree whose clone is O(1) so a
-//! snapshot can be serialized beside the apply loop.
+//! [`KvStore`]: the versioned key/value map, whose clone is O(1) so a snapshot can be
+//! serialized beside the apply loop, and which a restore fills from the snapshot's
+//! sorted entries as they come (see [`LayeredMap`]).
 
 use bytes::Bytes;
-use imbl::OrdMap;
+
+use crate::layered_map::LayeredMap;
+use crate::sorted_run::SortedRun;
 
 use crate::command::{Op, Reply, SetCond};
 
@@ -16,11 +19,22 @@ pub struct Versioned {
 }
 
 /// The versioned map. Cloning is O(1) and shares structure.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Invariant: `bytes` is the sum of the key and value lengths of the entries of `map`.
+/// Two stores are equal when they hold the same entries, however they are layered.
+#[derive(Debug, Clone, Default)]
 pub struct KvStore {
-    map: OrdMap<Bytes, Versioned>,
+    map: LayeredMap<Bytes, Versioned>,
     bytes: u64,
 }
+
+impl PartialEq for KvStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.bytes == other.bytes && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for KvStore {}
 
 impl KvStore {
     /// An empty store.
@@ -53,11 +67,16 @@ impl KvStore {
         self.map.iter()
     }
 
-    /// Inserts an entry as restored from a snapshot.
-    pub(crate) fn restore_entry(&mut self, key: Bytes, value: Versioned) {
-        self.bytes += (key.len() + value.value.len()) as u64;
-        if let Some(old) = self.map.insert(key.clone(), value) {
-            self.bytes -= (key.len() + old.value.len()) as u64;
+    /// A store of exactly `entries`, as restored from a snapshot, whose keys must be
+    /// strictly increasing: O(1) beyond summing their sizes.
+    pub(crate) fn from_sorted(entries: Vec<(Bytes, Versioned)>) -> Self {
+        let bytes = entries
+            .iter()
+            .map(|(k, v)| (k.len() + v.value.len()) as u64)
+            .sum();
+        Self {
+            map: LayeredMap::from_base(SortedRun::from_sorted(entries)),
+            bytes,
         }
     }
 

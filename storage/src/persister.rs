@@ -121,4 +121,23 @@ pub trait SnapshotReader: Read + Send {
 
     /// The payload length in bytes, as written.
     fn payload_len(&self) -> u64;
+
+    /// The next piece of the payload, after what was read so far, as a buffer the
+    /// caller owns; `None` at the end. Pieces are never empty. A reader that decodes
+    /// the payload in frames hands each frame over without copying it, so a caller
+    /// that keeps slices of the payload (a restore) saves a copy and a zero fill.
+    /// The same checks as [`Read`] apply, and `Read` calls may be mixed with these.
+    ///
+    /// The default reads up to [`DEFAULT_CHUNK`] bytes.
+    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut chunk = Vec::with_capacity(DEFAULT_CHUNK);
+        let n = (&mut *self)
+            .take(DEFAULT_CHUNK as u64)
+            .read_to_end(&mut chunk)
+            .map_err(|e| StorageError::io("read snapshot", "<snapshot stream>", e))?;
+        Ok((n > 0).then_some(chunk))
+    }
 }
+
+/// The piece size of [`SnapshotReader::next_chunk`]'s default.
+pub const DEFAULT_CHUNK: usize = 1 << 20;

@@ -102,6 +102,53 @@ fn streams_64_mib_in_small_writes_and_reads() {
     }
 }
 
+/// Reads alternately through `Read` and through whole pieces (`next_chunk`), checking
+/// every byte; `slow` does extra work per piece, so the helper runs ahead.
+fn check_pieces(mut r: SnapshotFileReader, len: u64, slow: bool) {
+    use raftkv_storage::SnapshotReader;
+    let mut pos = 0u64;
+    let check = |bytes: &[u8], pos: &mut u64| {
+        for (i, &b) in bytes.iter().enumerate() {
+            assert_eq!(b, byte_at(*pos + i as u64), "byte {}", *pos + i as u64);
+        }
+        *pos += bytes.len() as u64;
+    };
+    let mut buf = vec![0u8; 777];
+    for round in 0.. {
+        if round % 3 == 0 {
+            let n = r.read(&mut buf).expect("read");
+            check(&buf[..n], &mut pos);
+            continue;
+        }
+        let Some(piece) = r.next_chunk().expect("piece") else {
+            break;
+        };
+        assert!(!piece.is_empty(), "pieces are never empty");
+        if slow {
+            let sum: u64 = piece.iter().map(|&b| u64::from(b)).sum();
+            assert!(sum > 0);
+        }
+        check(&piece, &mut pos);
+    }
+    assert_eq!(pos, len);
+    assert!(r.next_chunk().expect("after the end").is_none());
+}
+
+#[test]
+fn hands_out_whole_frames_mixed_with_reads() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let len = (8u64 << 20) + 12_345;
+    let (store, _) = SnapshotStore::open(root.path(), &config(64 << 10), None).expect("open");
+    write_stream(&store, SnapshotMeta { index: 3, term: 1 }, len, 10_007);
+    let path = store.current().expect("current").path;
+    for threads in [1, 2] {
+        for slow in [false, true] {
+            let r = SnapshotFileReader::open_with_threads(&path, threads).expect("open");
+            check_pieces(r, len, slow);
+        }
+    }
+}
+
 fn snapshot(store: &SnapshotStore, index: u64, bytes: &[u8]) {
     let mut w = store.begin(SnapshotMeta { index, term: 1 }).expect("begin");
     w.write_all(bytes).expect("write");

@@ -201,9 +201,9 @@ impl Rsm {
     {
         let sessions = SessionTable::new(config.session_ttl_ms, config.max_sessions);
         let sm = match persister.open_snapshot()? {
-            Some(reader) => {
+            Some(mut reader) => {
                 let meta = reader.meta();
-                let sm = KvStateMachine::read_snapshot(reader, sessions)?;
+                let sm = KvStateMachine::restore(&mut *reader, sessions)?;
                 if sm.applied_index() != meta.index {
                     return Err(KvError::Storage(raftkv_storage::StorageError::Codec {
                         op: "restore kv snapshot",

@@ -120,8 +120,9 @@ pub(crate) fn check_zstd_structure(file: &[u8], frame: &FrameRef, path: &Path) -
     }
 }
 
-/// Verifies frame `frame`'s crc, then decompresses it into `out` (resized to the frame's
-/// uncompressed length; never larger). Returns the crc32 state of the whole frame's bytes.
+/// Verifies frame `frame`'s crc, then decompresses it into `out`, replacing its contents
+/// (written straight into its capacity, which grows to the frame's uncompressed length:
+/// no zero fill first). Returns the crc32 state of the whole frame's bytes.
 pub(crate) fn decode_frame(
     dctx: &mut zstd::bulk::Decompressor<'static>,
     file: &[u8],
@@ -132,11 +133,9 @@ pub(crate) fn decode_frame(
     let piece = check_frame_crc(file, frame, path)?;
     let data = &file[frame.data_offset() as usize..frame.end() as usize];
     let ulen = frame.ulen as usize;
-    if out.len() < ulen {
-        out.resize(ulen, 0);
-    }
-    out.truncate(ulen);
-    let n = dctx.decompress_to_buffer(data, &mut out[..]).map_err(|e| {
+    out.clear();
+    out.reserve_exact(ulen);
+    let n = dctx.decompress_to_buffer(data, out).map_err(|e| {
         StorageError::corrupt(
             "snapshot zstd frame",
             path,

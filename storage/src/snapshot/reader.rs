@@ -2,7 +2,7 @@
 //! each frame's crc before decompressing it and the whole file's crc before handing out
 //! the last frame.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -47,8 +47,10 @@ pub struct SnapshotFileReader {
     /// The frame being served, and how much of it has been read.
     cur: Vec<u8>,
     cur_pos: usize,
-    /// Frames decoded ahead, in order.
-    ready: VecDeque<Decoded>,
+    /// Frames decoded ahead, by index.
+    ready: BTreeMap<u64, Decoded>,
+    /// Index of the next frame to serve.
+    next_serve: u64,
     dctx: zstd::bulk::Decompressor<'static>,
     helper: Option<Helper>,
     spare: Vec<Vec<u8>>,
@@ -85,12 +87,17 @@ struct Done {
     result: Result<Hasher>,
 }
 
-/// The helper thread and the frame it is decoding, if any.
+/// Frames queued at the helper thread at most.
+const HELPER_WINDOW: usize = 2;
+/// Frames this thread decodes ahead, at most, while it waits for the helper.
+const LOCAL_AHEAD: usize = 2;
+
+/// The helper thread and the frames queued at it, oldest first.
 struct Helper {
     jobs: Option<mpsc::Sender<Job>>,
     done: mpsc::Receiver<Done>,
     handle: Option<JoinHandle<()>>,
-    in_flight: bool,
+    in_flight: usize,
 }
 
 impl Drop for Helper {
@@ -161,7 +168,8 @@ impl SnapshotFileReader {
             delivered: 0,
             cur: Vec::new(),
             cur_pos: 0,
-            ready: VecDeque::new(),
+            ready: BTreeMap::new(),
+            next_serve: 0,
             dctx,
             helper,
             spare: Vec::new(),
@@ -220,7 +228,7 @@ impl SnapshotFileReader {
     fn dispatch(&mut self, fr: FrameRef) -> Result<()> {
         let out = self.spare.pop().unwrap_or_default();
         let helper = self.helper.as_mut().expect("dispatch needs the helper");
-        debug_assert!(!helper.in_flight);
+        debug_assert!(helper.in_flight < HELPER_WINDOW);
         let sent = helper
             .jobs
             .as_ref()
@@ -228,57 +236,78 @@ impl SnapshotFileReader {
         if !sent {
             return Err(helper_gone(&self.path));
         }
-        helper.in_flight = true;
+        helper.in_flight += 1;
         Ok(())
     }
 
-    fn collect(&mut self) -> Result<Decoded> {
+    /// The helper's oldest frame: waits for it if `wait`, else `None` if it is not done.
+    fn collect(&mut self, wait: bool) -> Result<Option<Decoded>> {
         let helper = self.helper.as_mut().expect("collect needs the helper");
-        debug_assert!(helper.in_flight);
-        let done = helper.done.recv().map_err(|_| helper_gone(&self.path))?;
-        helper.in_flight = false;
+        debug_assert!(helper.in_flight > 0);
+        let done = if wait {
+            helper.done.recv().map_err(|_| helper_gone(&self.path))?
+        } else {
+            match helper.done.try_recv() {
+                Ok(done) => done,
+                Err(mpsc::TryRecvError::Empty) => return Ok(None),
+                Err(mpsc::TryRecvError::Disconnected) => return Err(helper_gone(&self.path)),
+            }
+        };
+        helper.in_flight -= 1;
         let piece = done.result?;
-        Ok(Decoded {
+        Ok(Some(Decoded {
             index: done.frame.index,
             data: done.out,
             piece,
-        })
+        }))
     }
 
     /// The next decoded frame in file order, or `None` after the last.
     ///
-    /// With the helper: it decodes frame k while this thread decodes k+1; then frame k+2
-    /// goes to the helper before k and k+1 are served, so the helper works while the
-    /// caller consumes.
+    /// With the helper: frames are handed out in order, the helper's queue is kept at
+    /// [`HELPER_WINDOW`] frames, and while the frame wanted is still at the helper this
+    /// thread decodes a later one (up to [`LOCAL_AHEAD`]) instead of waiting. A caller
+    /// that is quick with each frame so gets both threads decoding; a caller that is
+    /// slow (one that decodes records) finds each frame done and leaves all of the
+    /// decompression to the helper.
     fn next_decoded(&mut self) -> Result<Option<Decoded>> {
-        if let Some(d) = self.ready.pop_front() {
-            return Ok(Some(d));
-        }
         if self.helper.is_none() {
             return match self.parse_next()? {
                 Some(fr) => self.decode_here(fr).map(Some),
                 None => Ok(None),
             };
         }
-        let in_flight = self.helper.as_ref().is_some_and(|h| h.in_flight);
-        if !in_flight {
-            match self.parse_next()? {
-                Some(fr) => self.dispatch(fr)?,
-                None => return Ok(None),
+        loop {
+            while self
+                .helper
+                .as_ref()
+                .is_some_and(|h| h.in_flight < HELPER_WINDOW)
+            {
+                match self.parse_next()? {
+                    Some(fr) => self.dispatch(fr)?,
+                    None => break,
+                }
             }
+            if let Some(d) = self.ready.remove(&self.next_serve) {
+                self.next_serve += 1;
+                return Ok(Some(d));
+            }
+            if self.next_serve == self.header.frame_count {
+                return Ok(None);
+            }
+            // Every frame before the one wanted is served and it is not ready, so it is
+            // the helper's oldest.
+            debug_assert!(self.helper.as_ref().is_some_and(|h| h.in_flight > 0));
+            let decoded = match self.collect(false)? {
+                Some(d) => d,
+                None if self.ready.len() < LOCAL_AHEAD => match self.parse_next()? {
+                    Some(fr) => self.decode_here(fr)?,
+                    None => self.collect(true)?.expect("collect waits"),
+                },
+                None => self.collect(true)?.expect("collect waits"),
+            };
+            self.ready.insert(decoded.index, decoded);
         }
-        let local = match self.parse_next()? {
-            Some(fr) => Some(self.decode_here(fr)?),
-            None => None,
-        };
-        let first = self.collect()?;
-        if let Some(fr) = self.parse_next()? {
-            self.dispatch(fr)?;
-        }
-        if let Some(l) = local {
-            self.ready.push_back(l);
-        }
-        Ok(Some(first))
     }
 
     /// Moves to the next frame. Returns false at the end of the payload, after checking
@@ -385,42 +414,54 @@ fn spawn_helper(map: Arc<Mmap>, path: PathBuf) -> Result<Helper> {
         jobs: Some(job_tx),
         done: done_rx,
         handle: Some(handle),
-        in_flight: false,
+        in_flight: 0,
     })
 }
 
-impl Read for SnapshotFileReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl SnapshotFileReader {
+    /// Makes `cur[cur_pos..]` non-empty; false at the end of the payload. After an
+    /// error, every call fails.
+    fn fill(&mut self) -> Result<bool> {
         loop {
             if let Some(cause) = &self.failed {
-                return Err(std::io::Error::other(format!(
-                    "snapshot reader for {} failed earlier: {cause}",
-                    self.path.display()
-                )));
+                return Err(StorageError::io(
+                    "read snapshot",
+                    &self.path,
+                    std::io::Error::other(format!("the reader failed earlier: {cause}")),
+                ));
             }
             if self.cur_pos < self.cur.len() {
-                let n = buf.len().min(self.cur.len() - self.cur_pos);
-                buf[..n].copy_from_slice(&self.cur[self.cur_pos..self.cur_pos + n]);
-                self.cur_pos += n;
-                return Ok(n);
+                return Ok(true);
             }
-            if self.done || buf.is_empty() {
-                return Ok(0);
+            if self.done {
+                return Ok(false);
             }
             match self.advance() {
                 Ok(true) => {}
                 Ok(false) => {
                     self.done = true;
-                    return Ok(0);
+                    return Ok(false);
                 }
                 Err(e) => {
                     self.failed = Some(e.to_string());
                     // Stop the helper: nothing more will be read.
                     self.helper = None;
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
         }
+    }
+}
+
+impl Read for SnapshotFileReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() || !self.fill()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.cur.len() - self.cur_pos);
+        buf[..n].copy_from_slice(&self.cur[self.cur_pos..self.cur_pos + n]);
+        self.cur_pos += n;
+        Ok(n)
     }
 }
 
@@ -431,5 +472,21 @@ impl SnapshotReader for SnapshotFileReader {
 
     fn payload_len(&self) -> u64 {
         self.header.payload_len
+    }
+
+    /// Hands over each decoded frame itself (the rest of it, after reads).
+    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let chunk = if self.cur_pos == 0 {
+            std::mem::take(&mut self.cur)
+        } else {
+            let rest = self.cur[self.cur_pos..].to_vec();
+            self.cur.clear();
+            rest
+        };
+        self.cur_pos = 0;
+        Ok(Some(chunk))
     }
 }
