@@ -373,12 +373,28 @@ fn nemesis(
                     c.member(id).exit_status()
                 });
                 if let Some(status) = refused {
+                    let tail = c.members[id as usize - 1].log_tail(5);
+                    // The one refusal that is right: the damaged file was the only copy
+                    // of some committed entries (a snapshot installed from the leader
+                    // replaces a log that never reached back to the older snapshot), so
+                    // starting would forget entries this member acknowledged.
+                    let only_copy = tail.contains("but the newest valid snapshot ends at");
                     log(format!(
-                        "!! member {id} refused to start with a damaged newest snapshot \
-                         ({status}); restoring the file. Log tail:\n{}",
-                        c.members[id as usize - 1].log_tail(5)
+                        "{} member {id} refused to start with a damaged newest snapshot \
+                         ({status}){}; restoring the file. Log tail:\n{tail}",
+                        if only_copy { "--" } else { "!!" },
+                        if only_copy {
+                            " that held the only copy of committed entries (refusing is right)"
+                        } else {
+                            ""
+                        },
                     ));
-                    *faults.entry("snapshot-refused-start".into()).or_default() += 1;
+                    let kind = if only_copy {
+                        "snapshot-only-copy-refused"
+                    } else {
+                        "snapshot-refused-start"
+                    };
+                    *faults.entry(kind.into()).or_default() += 1;
                     c.restore_snapshot(&file);
                     c.member(id).start();
                 }
