@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftkv_consensus::node::{ApplyItem, Node, NodeHandle, NodeOptions};
 use raftkv_consensus::transport::frame::{self, FrameKind, Hello};
+use raftkv_consensus::transport::tcp::ClusterSecret;
 use raftkv_consensus::transport::{
     SNAPSHOT_CHUNK_BYTES, TcpConfig, TcpError, TcpTransport, Transport,
 };
@@ -465,6 +466,97 @@ fn expect_closed(addr: SocketAddr, bytes: &[u8], what: &str) {
         .expect("timeout");
     // The server may close before everything is written.
     let _ = s.write_all(bytes);
+    expect_eof(s, what);
+}
+
+/// A Hello from `node_id` to node 1 (the target of the hostile-input test).
+fn hello_bytes(cluster_id: u64, node_id: NodeId) -> Vec<u8> {
+    hello_to(cluster_id, node_id, 1, [7; frame::NONCE_BYTES])
+}
+
+fn hello_to(cluster_id: u64, node_id: NodeId, to: NodeId, nonce: [u8; 16]) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame::encode_hello_frame(
+        &Hello {
+            cluster_id,
+            node_id,
+            to,
+            nonce,
+        },
+        &mut out,
+    )
+    .expect("hello");
+    out
+}
+
+/// HMAC-SHA256 of a handshake transcript, computed here from `storage/FORMAT.md`'s
+/// description (not with the transport's code), so the test pins the documented format.
+fn handshake_proof(
+    key: &[u8],
+    label: &[u8],
+    (cluster, dialer, acceptor): (u64, NodeId, NodeId),
+    dialer_nonce: &[u8],
+    acceptor_nonce: &[u8],
+) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(label);
+    for n in [cluster, dialer, acceptor] {
+        mac.update(&n.to_le_bytes());
+    }
+    mac.update(dialer_nonce);
+    mac.update(acceptor_nonce);
+    mac.finalize().into_bytes().to_vec()
+}
+
+const DIALER_LABEL: &[u8] = b"raftkv peer handshake v1: dialer\0";
+const ACCEPTOR_LABEL: &[u8] = b"raftkv peer handshake v1: acceptor\0";
+
+/// Reads one whole frame from a blocking socket (`None` on EOF or a reset).
+fn read_frame(s: &mut TcpStream) -> Option<frame::Frame> {
+    let mut header = [0u8; frame::FRAME_HEADER_BYTES];
+    s.read_exact(&mut header).ok()?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let mut bytes = header.to_vec();
+    bytes.resize(frame::FRAME_HEADER_BYTES + len, 0);
+    s.read_exact(&mut bytes[frame::FRAME_HEADER_BYTES..]).ok()?;
+    let (f, _) = frame::FrameDecoder::default()
+        .decode_slice(&bytes)
+        .expect("a valid frame")
+        .expect("a whole frame");
+    Some(f)
+}
+
+/// Plays the dialer's side of the handshake as node `from` towards node `to` at
+/// `addr` with `key`: returns the socket (ready for frames if the key is right) and
+/// whether the acceptor's proof verified under `key`.
+fn dial_raw(addr: SocketAddr, from: NodeId, to: NodeId, key: &[u8]) -> (TcpStream, bool) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let nonce = [0x5A; frame::NONCE_BYTES];
+    s.write_all(&hello_to(CLUSTER, from, to, nonce))
+        .expect("hello");
+    let challenge = read_frame(&mut s).expect("the acceptor answers a good Hello");
+    assert_eq!(challenge.kind, FrameKind::Challenge);
+    assert_eq!(challenge.payload.len(), 48);
+    let (acceptor_nonce, acceptor_proof) = challenge.payload.split_at(16);
+    let ids = (CLUSTER, from, to);
+    let acceptor_ok =
+        handshake_proof(key, ACCEPTOR_LABEL, ids, &nonce, acceptor_nonce) == acceptor_proof;
+    let mut proof = Vec::new();
+    frame::encode_frame(
+        FrameKind::Proof,
+        &handshake_proof(key, DIALER_LABEL, ids, &nonce, acceptor_nonce),
+        &mut proof,
+    )
+    .expect("encode");
+    s.write_all(&proof).expect("proof");
+    (s, acceptor_ok)
+}
+
+/// Expects the peer to close `s` without sending anything more.
+fn expect_eof(mut s: TcpStream, what: &str) {
     let mut buf = [0u8; 64];
     match s.read(&mut buf) {
         Ok(0) => {}
@@ -477,19 +569,6 @@ fn expect_closed(addr: SocketAddr, bytes: &[u8], what: &str) {
             "{what}: the connection stayed open: {e}"
         ),
     }
-}
-
-fn hello_bytes(cluster_id: u64, node_id: NodeId) -> Vec<u8> {
-    let mut out = Vec::new();
-    frame::encode_hello_frame(
-        &Hello {
-            cluster_id,
-            node_id,
-        },
-        &mut out,
-    )
-    .expect("hello");
-    out
 }
 
 #[test]
@@ -513,7 +592,7 @@ fn malformed_input_closes_the_connection_and_the_cluster_goes_on() {
     frame::encode_frame(FrameKind::Hello, &[0u8; 20], &mut bad_magic).expect("encode");
     let mut not_hello = Vec::new();
     frame::encode_frame(FrameKind::Message, b"no hello first", &mut not_hello).expect("encode");
-    let handshake_cases: [(&str, Vec<u8>); 8] = [
+    let handshake_cases: [(&str, Vec<u8>); 9] = [
         ("garbage", b"GET / HTTP/1.1\r\nHost: raft\r\n\r\n".to_vec()),
         ("oversized length", oversized),
         ("oversized Hello", big_hello),
@@ -521,29 +600,58 @@ fn malformed_input_closes_the_connection_and_the_cluster_goes_on() {
         ("bad magic", bad_magic),
         ("wrong cluster id", hello_bytes(CLUSTER + 1, 2)),
         ("unknown node id", hello_bytes(CLUSTER, 99)),
+        ("meant for another node", hello_to(CLUSTER, 2, 3, [1; 16])),
         ("no Hello first", not_hello),
     ];
     for (what, bytes) in &handshake_cases {
         expect_closed(addr, bytes, what);
     }
-    // After a valid Hello: garbage, and a frame of a reserved kind.
-    let mut after_hello = hello_bytes(CLUSTER, 2);
-    after_hello.extend_from_slice(&[0xAB; 64]);
-    expect_closed(addr, &after_hello, "garbage after Hello");
-    let mut bad_kind = hello_bytes(CLUSTER, 3);
+    // After a good Hello the acceptor challenges; a Message instead of the Proof, or
+    // a wrong Proof, closes the connection.
+    let mut no_proof = TcpStream::connect(addr).expect("connect");
+    no_proof
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    no_proof.write_all(&hello_bytes(CLUSTER, 2)).expect("hello");
+    assert_eq!(
+        read_frame(&mut no_proof).map(|f| f.kind),
+        Some(FrameKind::Challenge)
+    );
+    let mut f = Vec::new();
+    frame::encode_frame(FrameKind::Message, b"no proof", &mut f).expect("encode");
+    no_proof.write_all(&f).expect("write");
+    expect_eof(no_proof, "a Message instead of the Proof");
+    let (wrong, acceptor_ok) = dial_raw(addr, 2, target, b"not the secret");
+    assert!(
+        !acceptor_ok,
+        "a proof under the empty key verified under another"
+    );
+    expect_eof(wrong, "a wrong Proof");
+    // After the whole handshake: garbage, and a frame of a reserved kind.
+    let (mut s, acceptor_ok) = dial_raw(addr, 2, target, b"");
+    assert!(
+        acceptor_ok,
+        "the acceptor's proof (empty key) does not verify"
+    );
+    s.write_all(&[0xAB; 64]).expect("write");
+    expect_eof(s, "garbage after the handshake");
+    let (mut s, _) = dial_raw(addr, 3, target, b"");
     let mut f = Vec::new();
     frame::encode_frame(FrameKind::Message, b"x", &mut f).expect("encode");
     f[5] = 200;
-    bad_kind.extend_from_slice(&f);
-    expect_closed(addr, &bad_kind, "reserved kind after Hello");
+    s.write_all(&f).expect("write");
+    expect_eof(s, "reserved kind after the handshake");
     // A message frame whose payload is not a message.
-    let mut bad_msg = hello_bytes(CLUSTER, 2);
-    frame::encode_frame(FrameKind::Message, &[0xFF; 16], &mut bad_msg).expect("encode");
-    expect_closed(addr, &bad_msg, "undecodable message");
+    let (mut s, _) = dial_raw(addr, 2, target, b"");
+    let mut f = Vec::new();
+    frame::encode_frame(FrameKind::Message, &[0xFF; 16], &mut f).expect("encode");
+    s.write_all(&f).expect("write");
+    expect_eof(s, "undecodable message");
 
     let after = c.transport(target).stats();
     assert!(
-        after.rejected_connections >= before.rejected_connections + handshake_cases.len() as u64,
+        after.rejected_connections
+            >= before.rejected_connections + handshake_cases.len() as u64 + 2,
         "{after:?}"
     );
     assert!(
@@ -951,4 +1059,49 @@ fn snapshot_stream_failures_are_reported_once() {
     );
     handle.shutdown().expect("node shutdown");
     ts[1].shutdown();
+}
+
+/// Members 1 and 2 share the secret; member 3 has another one.
+fn member_3_has_the_wrong_secret(tc: &mut TcpConfig) {
+    let key = if tc.id == 3 { "wrong" } else { "the secret" };
+    tc.secret = ClusterSecret::new(key);
+}
+
+#[test]
+fn a_peer_without_the_cluster_secret_is_refused_both_ways() {
+    let c = three_nodes(member_3_has_the_wrong_secret);
+    // 1 and 2 form a quorum and commit; 3 never hears of it.
+    let index = c.commit(b"members only", &[1, 2]);
+    let refused = wait_until(Duration::from_secs(20), || {
+        let s = |id| c.transport(id).stats();
+        s(1).rejected_connections > 0 && s(2).rejected_connections > 0
+    });
+    assert!(
+        refused,
+        "1: {:?}\n2: {:?}",
+        c.transport(1).stats(),
+        c.transport(2).stats()
+    );
+    assert!(
+        c.applied(3).last < index,
+        "member 3 applied {}",
+        c.applied(3).last
+    );
+    assert!(
+        c.applied(3)
+            .commands
+            .values()
+            .all(|cmd| cmd != b"members only"),
+        "a member without the secret learned a command"
+    );
+    // Its own connections fail too: it accepts none of 1's or 2's Hellos either.
+    assert!(c.transport(3).stats().rejected_connections > 0);
+    // A raw dialer with the right key completes the handshake with member 1 and the
+    // acceptor's proof verifies; with the wrong key member 1 closes the connection.
+    let (_ok, acceptor_ok) = dial_raw(c.addrs[&1], 2, 1, b"the secret");
+    assert!(acceptor_ok);
+    let (wrong, acceptor_ok) = dial_raw(c.addrs[&1], 2, 1, b"wrong");
+    assert!(!acceptor_ok);
+    expect_eof(wrong, "the wrong key");
+    c.shutdown();
 }

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use raftkv_consensus::transport::tcp::ClusterSecret;
 use raftkv_kvservice::rsm::ReadMode;
 use raftkv_kvservice::server::{Password, Redirect, split_host_port};
 use raftkv_storage::{Backend, Durability, NodeId, StorageConfig};
@@ -120,7 +121,11 @@ pub struct NodeFile {
     pub cluster_id: Option<u64>,
     /// The password clients must send with `AUTH` (also `RAFTKV_REQUIREPASS`).
     pub requirepass: Option<String>,
-    /// Allow a client address other than loopback without a password.
+    /// The secret every member shares; peers prove it to each other on every Raft
+    /// connection (also `RAFTKV_CLUSTER_SECRET`).
+    pub cluster_secret: Option<String>,
+    /// Allow a client address other than loopback without a password, and a Raft
+    /// address other than loopback without a cluster secret.
     pub insecure: Option<bool>,
     /// `forward` (default: a follower runs commands at the leader) or `moved` (it
     /// answers `-MOVED`, as a Redis Cluster node).
@@ -144,7 +149,7 @@ impl NodeFile {
     }
 
     /// The settings taken from the environment, read through `var`:
-    /// `RAFTKV_REQUIREPASS`, `RAFTKV_REDIRECT` (`forward` | `moved`) and
+    /// `RAFTKV_REQUIREPASS`, `RAFTKV_CLUSTER_SECRET`, `RAFTKV_REDIRECT` (`forward` | `moved`) and
     /// `RAFTKV_CLIENTS` (`1=HOST:PORT,...`), and the limits `RAFTKV_MAX_CLIENTS`,
     /// `RAFTKV_MAX_BULK_BYTES`, `RAFTKV_MAX_REQUEST_BYTES`,
     /// `RAFTKV_MAX_PENDING_PROPOSALS` and `RAFTKV_COMMIT_TIMEOUT_MS`. They override the TOML file; flags
@@ -170,6 +175,7 @@ impl NodeFile {
             )?,
             commit_timeout_ms: env_number(&var, "commit_timeout_ms", "RAFTKV_COMMIT_TIMEOUT_MS")?,
             requirepass: var("RAFTKV_REQUIREPASS"),
+            cluster_secret: var("RAFTKV_CLUSTER_SECRET"),
             redirect,
             clients,
             ..NodeFile::default()
@@ -201,6 +207,7 @@ impl NodeFile {
             zstd_level,
             cluster_id,
             requirepass,
+            cluster_secret,
             insecure,
             redirect,
             clients
@@ -252,7 +259,8 @@ pub struct NodeConfig {
     pub max_pending_proposals: usize,
     /// How long a client command may wait for its commit (and retries) before an error.
     pub commit_timeout: Duration,
-    /// A non-loopback `listen` without a password was allowed.
+    /// A non-loopback `listen` without a password, or a non-loopback Raft address
+    /// without a cluster secret, was allowed.
     pub insecure: bool,
     /// How linearizable reads are served.
     pub read_mode: ReadMode,
@@ -266,6 +274,8 @@ pub struct NodeConfig {
     pub cluster_id: u64,
     /// The password clients must give with `AUTH`, if any.
     pub requirepass: Option<Password>,
+    /// The secret peers prove to each other (none: peers are not authenticated).
+    pub cluster_secret: ClusterSecret,
     /// How a follower answers commands the leader must run.
     pub redirect: Redirect,
     /// Every member's client address, as clients dial it (empty if not configured;
@@ -412,6 +422,18 @@ impl NodeConfig {
                 ),
             ));
         }
+        let cluster_secret = ClusterSecret::new(f.cluster_secret.as_deref().unwrap_or(""));
+        let raft_addr = peers[&id];
+        if !raft_addr.ip().is_loopback() && !cluster_secret.is_set() && f.insecure != Some(true) {
+            return Err(invalid(
+                "peers",
+                format!(
+                    "this member's Raft address {raft_addr} is not a loopback address: set a \
+                     cluster secret (`cluster_secret`, RAFTKV_CLUSTER_SECRET) so that peers \
+                     authenticate each other, or pass --insecure to run without one"
+                ),
+            ));
+        }
         if peers.values().any(|a| *a == listen) {
             return Err(invalid(
                 "listen",
@@ -522,6 +544,7 @@ impl NodeConfig {
             heartbeat_ticks,
             cluster_id,
             requirepass,
+            cluster_secret,
             redirect,
             client_addrs,
         })
@@ -590,6 +613,36 @@ mod tests {
         assert_eq!(c.listen.port(), 6381, "flag wins");
         assert_eq!(c.storage.backend, Backend::Memory, "file value kept");
         assert_eq!(c.max_raft_state, 100_000);
+    }
+
+    #[test]
+    fn a_raft_address_off_loopback_needs_a_cluster_secret_or_insecure() {
+        let open = |secret: Option<&str>, insecure: Option<bool>| {
+            NodeConfig::from_file(NodeFile {
+                peers: Some(parse_peers("1=0.0.0.0:7101,2=127.0.0.1:7102").expect("peers")),
+                cluster_secret: secret.map(str::to_string),
+                insecure,
+                ..flags(1)
+            })
+        };
+        let refused = open(None, None).expect_err("no secret").to_string();
+        assert!(
+            refused.contains("0.0.0.0:7101")
+                && refused.contains("cluster_secret")
+                && refused.contains("--insecure"),
+            "{refused}"
+        );
+        let with_secret = open(Some("s"), None).expect("a secret");
+        assert!(with_secret.cluster_secret.is_set());
+        assert!(!format!("{with_secret:?}").contains("\"s\""));
+        assert!(
+            !open(None, Some(true))
+                .expect("insecure")
+                .cluster_secret
+                .is_set()
+        );
+        // An empty secret is no secret.
+        assert!(open(Some(""), None).is_err());
     }
 
     #[test]

@@ -34,6 +34,8 @@ struct Effective<'a> {
     cluster_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     requirepass: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_secret: Option<&'static str>,
     insecure: bool,
     redirect: Redirect,
     max_clients: usize,
@@ -67,6 +69,7 @@ pub fn effective_toml(config: &NodeConfig) -> Result<String, String> {
         heartbeat_ticks: config.heartbeat_ticks,
         cluster_id: i64::try_from(config.cluster_id).ok().filter(|_| !derived),
         requirepass: config.requirepass.as_ref().map(|_| REDACTED),
+        cluster_secret: config.cluster_secret.is_set().then_some(REDACTED),
         insecure: config.insecure,
         redirect: config.redirect,
         max_clients: config.max_clients,
@@ -118,7 +121,8 @@ mod tests {
     fn the_merged_limits_are_printed_and_read_back_without_the_password() {
         let file: NodeFile = toml::from_str(
             "id = 1\nbackend = \"memory\"\nmaxclients = 50\nproto-max-bulk-len = 4096\n\
-             max_request_bytes = 100000\ncommit_timeout_ms = 900\nrequirepass = \"s3cret\"\n",
+             max_request_bytes = 100000\ncommit_timeout_ms = 900\nrequirepass = \"s3cret\"\n\
+             cluster_secret = \"peer-s3cret\"\n",
         )
         .expect("parse");
         let vars = env(&[
@@ -140,6 +144,8 @@ mod tests {
         let text = effective_toml(&c).expect("render");
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("requirepass = \"<redacted>\""), "{text}");
+        assert!(!text.contains("peer-s3cret"), "{text}");
+        assert!(text.contains("cluster_secret = \"<redacted>\""), "{text}");
         for line in [
             "max_clients = 60",
             "max_bulk_bytes = 4096",

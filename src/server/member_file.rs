@@ -1,7 +1,8 @@
 //! `MEMBER`: a small text file in a member's data directory that records which member
-//! the directory belongs to, so that starting member 2 on member 1's directory (an easy
-//! slip with several members on one host) is refused instead of corrupting the cluster,
-//! and so that `raftkv inspect` can print the node id.
+//! of which cluster the directory belongs to, so that starting member 2 on member 1's
+//! directory (an easy slip with several members on one host), or a member of another
+//! cluster on it, is refused instead of corrupting the cluster, and so that
+//! `raftkv inspect` can print the ids.
 //!
 //! ```text
 //! node_id = 2
@@ -25,7 +26,7 @@ pub const FILE_NAME: &str = "MEMBER";
 pub struct MemberFile {
     /// The member the directory belongs to.
     pub node_id: NodeId,
-    /// The cluster id when it was written (informational).
+    /// The cluster the directory belongs to (0: not recorded, accepted by any).
     pub cluster_id: u64,
 }
 
@@ -63,8 +64,8 @@ pub fn read(dir: &Path) -> Result<Option<MemberFile>, String> {
     }))
 }
 
-/// Checks that `dir` belongs to member `node_id`, recording it if the directory has no
-/// `MEMBER` file yet.
+/// Checks that `dir` belongs to member `node_id` of cluster `cluster_id`, recording
+/// both if the directory has no `MEMBER` file yet.
 pub fn ensure(dir: &Path, node_id: NodeId, cluster_id: u64) -> Result<(), String> {
     if let Some(found) = read(dir)? {
         if found.node_id != node_id {
@@ -74,8 +75,24 @@ pub fn ensure(dir: &Path, node_id: NodeId, cluster_id: u64) -> Result<(), String
                 found.node_id
             ));
         }
+        if found.cluster_id != 0 && found.cluster_id != cluster_id {
+            return Err(format!(
+                "{} belongs to cluster {:#x}, but this member is configured for cluster \
+                 {cluster_id:#x}: check --data-dir and the member list (the cluster id is \
+                 derived from the peers unless `cluster_id` is set); `raftkv restore` seeds \
+                 a directory for a new cluster",
+                dir.display(),
+                found.cluster_id
+            ));
+        }
         return Ok(());
     }
+    write(dir, node_id, cluster_id)
+}
+
+/// Writes `dir/MEMBER` durably (temp file, fsync, rename, directory fsync), replacing
+/// any there.
+pub fn write(dir: &Path, node_id: NodeId, cluster_id: u64) -> Result<(), String> {
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
     let io = |op: &str, e: std::io::Error| format!("{op} {}: {e}", tmp.display());
     let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
@@ -104,12 +121,20 @@ mod tests {
                 cluster_id: 77
             })
         );
-        ensure(dir.path(), 2, 78).expect("must succeed");
+        ensure(dir.path(), 2, 77).expect("must succeed");
         let err = ensure(dir.path(), 1, 77).expect_err("must fail");
         assert!(
             err.contains("belongs to member 2, not to member 1"),
             "{err}"
         );
+        let err = ensure(dir.path(), 2, 78).expect_err("another cluster");
+        assert!(
+            err.contains("belongs to cluster 0x4d") && err.contains("cluster 0x4e"),
+            "{err}"
+        );
+        // A file without a cluster id (0) is accepted by any cluster.
+        write(dir.path(), 2, 0).expect("rewrite");
+        ensure(dir.path(), 2, 78).expect("unrecorded cluster");
     }
 
     #[test]

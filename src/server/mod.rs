@@ -117,6 +117,7 @@ impl Server {
         let raft_addr = config.peers[&config.id];
         let mut tcp = TcpConfig::new(config.id, raft_addr, config.peers.clone());
         tcp.cluster_id = config.cluster_id;
+        tcp.secret = config.cluster_secret.clone();
         let transport = TcpTransport::start(tcp, runtime.handle().clone())
             .map_err(|e| ServerError::Transport(e.to_string()))?;
 

@@ -40,10 +40,11 @@ use crate::transport::wire;
 //
 // offset  size  field
 //      0     4  len       u32 payload length (header excluded); 12 + len <= max_frame_bytes
-//      4     1  version   FRAME_VERSION (1)
+//      4     1  version   FRAME_VERSION (2)
 //      5     1  kind      1 = Message, 2 = SnapshotBegin, 3 = SnapshotChunk,
 //                         4 = SnapshotEnd, 5 = Hello, 6 = SnapshotAck, 7 = Request,
-//                         8 = Response; 0 and 9..=255 reserved
+//                         8 = Response, 9 = Challenge, 10 = Proof; 0 and
+//                         11..=255 reserved
 //      6     2  flags     u16, must be 0 (reserved)
 //      8     4  crc       crc32 (crc32fast) over bytes [0, 8) then the payload
 //     12   len  payload
@@ -68,7 +69,7 @@ const _: () = assert!(CRC_OFFSET == 8);
 const _: () = assert!(FRAME_HEADER_BYTES == 12);
 
 /// The only frame format version this module reads and writes.
-pub const FRAME_VERSION: u8 = 1;
+pub const FRAME_VERSION: u8 = 2;
 
 /// Default [`FrameDecoder::max_frame_bytes`]: 16 MiB, header included.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
@@ -79,14 +80,20 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
 //      0     4  magic       HELLO_MAGIC, b"RKVH"
 //      4     8  cluster_id  u64
 //     12     8  node_id     u64, the sender's NodeId
+//     20     8  to          u64, the NodeId the sender means to reach
+//     28    16  nonce       the sender's fresh random challenge to the acceptor
 
 /// Magic bytes at the start of a [`FrameKind::Hello`] payload.
 pub const HELLO_MAGIC: [u8; 4] = *b"RKVH";
+/// Bytes of each side's handshake nonce.
+pub const NONCE_BYTES: usize = 16;
 const HELLO_CLUSTER_OFFSET: usize = HELLO_MAGIC.len();
 const HELLO_NODE_OFFSET: usize = HELLO_CLUSTER_OFFSET + size_of::<u64>();
+const HELLO_TO_OFFSET: usize = HELLO_NODE_OFFSET + size_of::<u64>();
+const HELLO_NONCE_OFFSET: usize = HELLO_TO_OFFSET + size_of::<u64>();
 /// Size of a [`FrameKind::Hello`] payload.
-pub const HELLO_PAYLOAD_BYTES: usize = HELLO_NODE_OFFSET + size_of::<u64>();
-const _: () = assert!(HELLO_PAYLOAD_BYTES == 20);
+pub const HELLO_PAYLOAD_BYTES: usize = HELLO_NONCE_OFFSET + NONCE_BYTES;
+const _: () = assert!(HELLO_PAYLOAD_BYTES == 44);
 
 // SnapshotBegin payload layout (all integers little-endian):
 //
@@ -166,7 +173,7 @@ const RESPONSE_ERROR: u8 = 1;
 /// a character boundary), so that a status frame always fits any sane frame limit.
 pub const MAX_REASON_BYTES: usize = 4096;
 
-/// What a frame carries. Values 0 and 9..=255 are reserved and rejected by the decoder.
+/// What a frame carries. Values 0 and 11..=255 are reserved and rejected by the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameKind {
@@ -186,11 +193,16 @@ pub enum FrameKind {
     Request = 7,
     /// The reply to an application request, see [`Response`].
     Response = 8,
+    /// The acceptor's answer to a Hello: its nonce and its proof of the cluster secret
+    /// (see `transport::tcp::handshake`).
+    Challenge = 9,
+    /// The dialer's proof of the cluster secret, the handshake's last frame.
+    Proof = 10,
 }
 
 impl FrameKind {
     /// Every kind this version defines.
-    pub const ALL: [FrameKind; 8] = [
+    pub const ALL: [FrameKind; 10] = [
         FrameKind::Message,
         FrameKind::SnapshotBegin,
         FrameKind::SnapshotChunk,
@@ -199,6 +211,8 @@ impl FrameKind {
         FrameKind::SnapshotAck,
         FrameKind::Request,
         FrameKind::Response,
+        FrameKind::Challenge,
+        FrameKind::Proof,
     ];
 
     /// The kind with wire value `value`, or `None` for a reserved value.
@@ -212,6 +226,8 @@ impl FrameKind {
             6 => Some(FrameKind::SnapshotAck),
             7 => Some(FrameKind::Request),
             8 => Some(FrameKind::Response),
+            9 => Some(FrameKind::Challenge),
+            10 => Some(FrameKind::Proof),
             _ => None,
         }
     }
@@ -240,6 +256,11 @@ pub struct Hello {
     pub cluster_id: u64,
     /// The sending node.
     pub node_id: NodeId,
+    /// The node the sender dialed (an acceptor refuses a Hello meant for another).
+    pub to: NodeId,
+    /// The sender's fresh random challenge: the acceptor proves the cluster secret over
+    /// it.
+    pub nonce: [u8; NONCE_BYTES],
 }
 
 /// The payload of a [`FrameKind::SnapshotBegin`] frame: what the stream carries.
@@ -521,7 +542,9 @@ pub fn encode_hello_frame(hello: &Hello, out: &mut Vec<u8>) -> Result<(), FrameE
     payload[..HELLO_CLUSTER_OFFSET].copy_from_slice(&HELLO_MAGIC);
     payload[HELLO_CLUSTER_OFFSET..HELLO_NODE_OFFSET]
         .copy_from_slice(&hello.cluster_id.to_le_bytes());
-    payload[HELLO_NODE_OFFSET..HELLO_PAYLOAD_BYTES].copy_from_slice(&hello.node_id.to_le_bytes());
+    payload[HELLO_NODE_OFFSET..HELLO_TO_OFFSET].copy_from_slice(&hello.node_id.to_le_bytes());
+    payload[HELLO_TO_OFFSET..HELLO_NONCE_OFFSET].copy_from_slice(&hello.to.to_le_bytes());
+    payload[HELLO_NONCE_OFFSET..].copy_from_slice(&hello.nonce);
     encode_frame(FrameKind::Hello, &payload, out)
 }
 
@@ -547,13 +570,18 @@ pub fn decode_hello_frame(frame: &Frame) -> Result<Hello, FrameError> {
             &p[..HELLO_CLUSTER_OFFSET]
         )));
     }
-    let mut cluster = [0u8; 8];
-    cluster.copy_from_slice(&p[HELLO_CLUSTER_OFFSET..HELLO_NODE_OFFSET]);
-    let mut node = [0u8; 8];
-    node.copy_from_slice(&p[HELLO_NODE_OFFSET..HELLO_PAYLOAD_BYTES]);
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&p[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let mut nonce = [0u8; NONCE_BYTES];
+    nonce.copy_from_slice(&p[HELLO_NONCE_OFFSET..]);
     Ok(Hello {
-        cluster_id: u64::from_le_bytes(cluster),
-        node_id: u64::from_le_bytes(node),
+        cluster_id: u64_at(HELLO_CLUSTER_OFFSET),
+        node_id: u64_at(HELLO_NODE_OFFSET),
+        to: u64_at(HELLO_TO_OFFSET),
+        nonce,
     })
 }
 
@@ -831,7 +859,7 @@ fn truncate_utf8(s: &str) -> &str {
     &s[..end]
 }
 
-fn expect_kind(frame: &Frame, expected: FrameKind) -> Result<(), FrameError> {
+pub(crate) fn expect_kind(frame: &Frame, expected: FrameKind) -> Result<(), FrameError> {
     if frame.kind != expected {
         return Err(FrameError::WrongKind {
             expected,
@@ -1112,7 +1140,7 @@ mod tests {
     fn header_layout_is_pinned() {
         let bytes = frame_bytes(FrameKind::Hello, b"abc");
         assert_eq!(&bytes[0..4], &3u32.to_le_bytes());
-        assert_eq!(bytes[4], 1);
+        assert_eq!(bytes[4], 2);
         assert_eq!(bytes[5], 5);
         assert_eq!(&bytes[6..8], &[0, 0]);
         let mut h = crc32fast::Hasher::new();
@@ -1146,6 +1174,8 @@ mod tests {
         let hello = Hello {
             cluster_id: 0xDEAD_BEEF_0000_0001,
             node_id: 42,
+            to: 7,
+            nonce: *b"0123456789abcdef",
         };
         let mut out = Vec::new();
         encode_hello_frame(&hello, &mut out).expect("hello");
@@ -1197,7 +1227,7 @@ mod tests {
                 e1,
                 FrameError::BadPayload {
                     kind: FrameKind::Hello,
-                    offset: 32,
+                    offset: 56,
                     ..
                 }
             ),
@@ -1330,6 +1360,8 @@ mod tests {
             &Hello {
                 cluster_id: 1,
                 node_id: 2,
+                to: 3,
+                nonce: [4; NONCE_BYTES],
             },
             &mut stream,
         )
@@ -1357,11 +1389,12 @@ mod tests {
     #[test]
     fn wrong_version_kind_and_flags_are_rejected_at_their_offsets() {
         let prefix = frame_bytes(FrameKind::Message, b"xyz"); // 15 bytes
-        let cases: [(usize, u8, &str); 5] = [
+        let cases: [(usize, u8, &str); 6] = [
             (4, 0, "version 0"),
-            (4, 2, "version 2"),
+            (4, 1, "version 1"),
+            (4, 3, "version 3"),
             (5, 0, "kind 0"),
-            (5, 9, "kind 9"),
+            (5, 11, "kind 11"),
             (7, 0x80, "flags"),
         ];
         for (index, value, what) in cases {

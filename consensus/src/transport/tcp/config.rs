@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use raftkv_storage::NodeId;
 
-use super::TcpError;
+use super::{ClusterSecret, TcpError};
 use crate::transport::SNAPSHOT_CHUNK_BYTES;
 use crate::transport::frame::{DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, MAX_REASON_BYTES};
 
@@ -22,6 +22,10 @@ pub struct TcpConfig {
     /// Identifies the cluster in every connection's Hello; a peer with another id is
     /// refused. Default 0.
     pub cluster_id: u64,
+    /// The shared secret with which every connection's two ends prove they are members
+    /// (see the handshake in `storage/FORMAT.md`). Default none: peers are identified
+    /// by the Hello but not authenticated.
+    pub secret: ClusterSecret,
     /// Where to listen (port 0 picks a free port, see
     /// [`TcpTransport::local_addr`](super::TcpTransport::local_addr)).
     pub listen: SocketAddr,
@@ -46,7 +50,8 @@ pub struct TcpConfig {
     pub max_connections: usize,
     /// Limit on establishing an outbound connection. Default 3 s.
     pub connect_timeout: Duration,
-    /// How long an accepted connection may take to send its Hello. Default 5 s.
+    /// How long each step of a connection's handshake may take (the acceptor waiting
+    /// for the Hello and the Proof, the dialer for the Challenge). Default 5 s.
     pub handshake_timeout: Duration,
     /// How long one write may stall (the peer not reading) before the connection is
     /// dropped and redialed. Default 15 s.
@@ -71,6 +76,7 @@ impl TcpConfig {
         Self {
             id,
             cluster_id: 0,
+            secret: ClusterSecret::none(),
             listen,
             peers,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::conn::{FrameReader, write_all_timed};
+use super::handshake;
 use super::shared::{Shared, ShutdownSignal};
 use super::snapshot_recv;
 use super::stats::inc;
@@ -194,6 +195,16 @@ async fn serve(
         );
     }
     let peer = hello.node_id;
+    if hello.to != config.id {
+        return reject(
+            &shared,
+            addr,
+            &format!(
+                "Hello from node {peer} is meant for node {}, this is node {}",
+                hello.to, config.id
+            ),
+        );
+    }
     if peer == config.id || !config.peers.contains_key(&peer) {
         return reject(
             &shared,
@@ -203,6 +214,14 @@ async fn serve(
                 config.id
             ),
         );
+    }
+    let mut wr = wr;
+    let proved = tokio::select! {
+        r = handshake::accept(&shared, &mut frames, &mut wr, &hello) => r,
+        () = shutdown.wait() => return,
+    };
+    if let Err(e) = proved {
+        return reject(&shared, addr, &e);
     }
     frames.set_max_frame_bytes(config.max_frame_bytes);
     inc(&shared.counters.accepted);

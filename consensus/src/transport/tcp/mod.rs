@@ -80,8 +80,10 @@ mod backoff;
 mod config;
 mod conn;
 mod error;
+mod handshake;
 mod inbound;
 mod peer;
+mod secret;
 mod shared;
 mod snapshot_recv;
 mod snapshot_send;
@@ -90,5 +92,6 @@ mod transport;
 
 pub use config::{MIN_MAX_FRAME_BYTES, TcpConfig};
 pub use error::TcpError;
+pub use secret::ClusterSecret;
 pub use stats::{PeerStats, TcpStats};
 pub use transport::{RequestHandler, TcpTransport};

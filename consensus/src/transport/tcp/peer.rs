@@ -16,11 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backoff::Backoff;
 use super::conn::{FrameReader, ReadError, connect, write_all_timed};
+use super::handshake;
 use super::shared::{Shared, ShutdownSignal};
 use super::stats::{PeerCounters, PeerStats, add, inc};
 use crate::Message;
 use crate::transport::frame::{
-    self, FrameKind, Hello, Request, encode_hello_frame, encode_message_frame, encode_request_frame,
+    self, FrameKind, Request, encode_message_frame, encode_request_frame,
 };
 
 /// Bytes of frames the writer gathers before one write.
@@ -289,22 +290,31 @@ impl PeerLink {
         self.fail_all_calls(failure);
     }
 
-    /// Serves one connection: the writer sends the Hello then batches of queued
-    /// requests and messages, the reader matches responses to calls.
+    /// Serves one connection: the handshake, then the writer sends batches of queued
+    /// requests and messages while the reader matches responses to calls.
     async fn serve(
         &self,
         shared: &Arc<Shared>,
         rd: OwnedReadHalf,
-        wr: OwnedWriteHalf,
+        mut wr: OwnedWriteHalf,
         queues: &mut LinkQueues,
         mut shutdown: ShutdownSignal,
     ) -> ConnEnd {
+        let mut frames = FrameReader::new(rd, Arc::clone(shared));
+        tokio::select! {
+            r = handshake::dial(shared, &mut frames, &mut wr, self.id) => {
+                if let Err(e) = r {
+                    return ConnEnd::Protocol(e.to_string());
+                }
+            }
+            () = shutdown.wait() => return ConnEnd::Shutdown,
+        }
         tokio::select! {
             r = self.write_loop(shared, wr, queues) => match r {
                 Ok(never) => match never {},
                 Err(e) => e,
             },
-            end = self.read_loop(shared, rd) => end,
+            end = self.read_loop(shared, frames) => end,
             () = shutdown.wait() => ConnEnd::Shutdown,
         }
     }
@@ -317,16 +327,6 @@ impl PeerLink {
     ) -> Result<Infallible, ConnEnd> {
         let config = &shared.config;
         let mut buf = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
-        encode_hello_frame(
-            &Hello {
-                cluster_id: config.cluster_id,
-                node_id: config.id,
-            },
-            &mut buf,
-        )
-        .map_err(|e| ConnEnd::Protocol(e.to_string()))?;
-        write_all_timed(&mut wr, &buf, config.write_timeout, shared).await?;
-        add(&self.counters.bytes_sent, buf.len() as u64);
         loop {
             buf.clear();
             let mut batch = Batch::default();
@@ -364,8 +364,11 @@ impl PeerLink {
         }
     }
 
-    async fn read_loop(&self, shared: &Arc<Shared>, rd: OwnedReadHalf) -> ConnEnd {
-        let mut frames = FrameReader::new(rd, Arc::clone(shared));
+    async fn read_loop(
+        &self,
+        shared: &Arc<Shared>,
+        mut frames: FrameReader<OwnedReadHalf>,
+    ) -> ConnEnd {
         loop {
             let f = match frames.next().await {
                 Ok(Some(f)) => f,

@@ -1,5 +1,5 @@
 //! The sending end of a snapshot stream, on a connection of its own so that a big
-//! snapshot never delays heartbeats: Hello, `SnapshotBegin`, chunks, `SnapshotEnd`,
+//! snapshot never delays heartbeats: the handshake, `SnapshotBegin`, chunks, `SnapshotEnd`,
 //! then the receiver's `SnapshotAck`. A blocking thread reads the payload in
 //! [`SNAPSHOT_CHUNK_BYTES`] pieces into a channel of [`SNAPSHOT_WINDOW_CHUNKS`]; the
 //! task writes them out as the socket accepts them.
@@ -13,12 +13,12 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use super::conn::{FrameReader, connect, write_all_timed};
+use super::handshake;
 use super::shared::Shared;
 use super::stats::{add, inc};
 use crate::transport::frame::{
-    FrameKind, Hello, SnapshotAck, SnapshotBegin, SnapshotEnd, decode_snapshot_ack_frame,
-    encode_hello_frame, encode_snapshot_begin_frame, encode_snapshot_chunk_frame,
-    encode_snapshot_end_frame,
+    FrameKind, SnapshotAck, SnapshotBegin, SnapshotEnd, decode_snapshot_ack_frame,
+    encode_snapshot_begin_frame, encode_snapshot_chunk_frame, encode_snapshot_end_frame,
 };
 use crate::transport::{
     SNAPSHOT_CHUNK_BYTES, SNAPSHOT_WINDOW_CHUNKS, SnapshotDone, SnapshotStreamError,
@@ -79,27 +79,24 @@ async fn stream(shared: &Arc<Shared>, out: Outgoing) -> Result<(), SnapshotStrea
         SnapshotStreamError::Unreachable { to }
     })?;
     let (rd, mut wr) = socket.into_split();
+    let mut frames = FrameReader::new(rd, Arc::clone(shared));
+    handshake::dial(shared, &mut frames, &mut wr, to)
+        .await
+        .map_err(|e| SnapshotStreamError::Aborted {
+            reason: e.to_string(),
+        })?;
     let payload_len = payload.payload_len();
     let mut buf = Vec::new();
-    let head = encode_hello_frame(
-        &Hello {
-            cluster_id: config.cluster_id,
-            node_id: config.id,
+    encode_snapshot_begin_frame(
+        &SnapshotBegin {
+            from,
+            term,
+            meta,
+            payload_len,
         },
         &mut buf,
     )
-    .and_then(|()| {
-        encode_snapshot_begin_frame(
-            &SnapshotBegin {
-                from,
-                term,
-                meta,
-                payload_len,
-            },
-            &mut buf,
-        )
-    });
-    head.map_err(|e| SnapshotStreamError::Aborted {
+    .map_err(|e| SnapshotStreamError::Aborted {
         reason: e.to_string(),
     })?;
     write_all_timed(&mut wr, &buf, config.snapshot_timeout, shared).await?;
@@ -109,7 +106,6 @@ async fn stream(shared: &Arc<Shared>, out: Outgoing) -> Result<(), SnapshotStrea
     drop(tokio::task::spawn_blocking(move || {
         read_source(payload, &chunk_tx)
     }));
-    let mut frames = FrameReader::new(rd, Arc::clone(shared));
     let ack = async {
         match frames.next().await {
             Ok(Some(f)) if f.kind == FrameKind::SnapshotAck => decode_snapshot_ack_frame(&f)
