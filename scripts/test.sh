@@ -14,15 +14,25 @@ source scripts/env.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
-# redis-cli for the interop test; that test skips (loudly) if this cannot install it.
+# redis-cli and redis-benchmark for the interop tests and the client matrix.
 if ! have_pkg redis-tools; then
   step "installing redis-tools (redis-cli) for the interop test"
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   { "${sudo_cmd[@]}" apt-get update -qq &&
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq redis-tools >/dev/null; } ||
-    echo "!!! could not install redis-tools: the redis-cli interop test will be SKIPPED" >&2
+    echo "!!! could not install redis-tools: the client tests that need redis-cli will fail" >&2
 fi
+
+# redis-py (its current major, 8, which speaks RESP3 by default) for the client matrix
+# (kvservice/tests/client_matrix.rs); redis-tools above gives redis-cli and
+# redis-benchmark. RAFTKV_REQUIRE_CLIENTS makes a missing client fail its test rather
+# than skip it.
+if ! python3 -c 'import redis, sys; sys.exit(int(redis.__version__.split(".")[0]) < 8)' 2>/dev/null; then
+  step "installing redis-py 8 for the client matrix"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'redis>=8,<9'
+fi
+export RAFTKV_REQUIRE_CLIENTS=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

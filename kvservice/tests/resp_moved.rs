@@ -93,16 +93,7 @@ fn following_the_redirect_succeeds_and_a_failover_moves_it() {
     assert_eq!(at.cmd(&["GET", "{user1000}.following"]), "$5\r\nalice\r\n");
 
     // The leader stops; the survivors elect another and redirect there.
-    f.servers[&old].shutdown();
-    f.cluster.crash(old);
-    let new = f.leader();
-    assert_ne!(new, old);
-    let survivor = *f
-        .cluster
-        .ids()
-        .iter()
-        .find(|&&id| id != old && id != new)
-        .expect("a survivor that does not lead");
+    let (new, survivor) = f.kill_leader(old);
     let mut s = f.client(survivor);
     let moved = format!("-MOVED 3443 {}\r\n", addr(&f, new));
     poll_until("MOVED to the new leader", || {

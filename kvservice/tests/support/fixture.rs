@@ -163,6 +163,22 @@ impl Fixture {
             .expect("a follower")
     }
 
+    /// Stops leader `old`'s server and crashes it; returns the new leader and the
+    /// member that is neither.
+    pub fn kill_leader(&self, old: NodeId) -> (NodeId, NodeId) {
+        self.servers[&old].shutdown();
+        self.cluster.crash(old);
+        let new = self.leader();
+        assert_ne!(new, old);
+        let survivor = *self
+            .cluster
+            .ids()
+            .iter()
+            .find(|&&id| id != old && id != new)
+            .expect("a survivor that does not lead");
+        (new, survivor)
+    }
+
     pub fn client(&self, id: NodeId) -> RespClient {
         RespClient::connect(self.servers[&id].local_addr())
     }
