@@ -34,7 +34,7 @@ enum Command {
         batches: u64,
     },
     /// Run one cluster member: Raft over TCP with its peers, Redis protocol for clients.
-    Server(cli::server::ServerArgs),
+    Server(Box<cli::server::ServerArgs>),
     /// Start a local cluster of N server processes on loopback (Ctrl-C stops them all).
     Cluster(cli::cluster::ClusterArgs),
     /// Read a key (prints its value; exit 1 if it is missing).
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Server(args) => cli::server::run(args),
+        Command::Server(args) => cli::server::run(*args),
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Get { key, target } => cli::client::run(target, cli::client::Op::Get(key)),
         Command::Put { key, value, target } => {

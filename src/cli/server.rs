@@ -65,6 +65,10 @@ pub struct ServerArgs {
     /// `1=HOST:PORT,2=HOST:PORT,...` (the MOVED targets).
     #[arg(long)]
     clients: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`) on `HOST:PORT`, or on 127.0.0.1 given
+    /// a bare port. A non-loopback address needs a password or --insecure.
+    #[arg(long)]
+    metrics: Option<String>,
     /// A TOML file with the same keys (the environment overrides it, flags win).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -90,6 +94,7 @@ impl ServerArgs {
             max_pending_proposals: self.max_pending_proposals,
             commit_timeout_ms: self.commit_timeout_ms,
             insecure: self.insecure.then_some(true),
+            metrics: self.metrics.clone(),
             redirect: self.redirect,
             clients: self
                 .clients

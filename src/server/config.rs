@@ -133,6 +133,9 @@ pub struct NodeFile {
     /// Client (RESP) addresses of every member, this one included, as clients should
     /// dial them (`[clients]`, `--clients`); required with `redirect = "moved"`.
     pub clients: Option<BTreeMap<String, String>>,
+    /// Prometheus metrics address, `HOST:PORT` or a bare port (on 127.0.0.1); unset:
+    /// no metrics endpoint.
+    pub metrics: Option<String>,
 }
 
 impl NodeFile {
@@ -152,8 +155,8 @@ impl NodeFile {
     /// `RAFTKV_REQUIREPASS`, `RAFTKV_CLUSTER_SECRET`, `RAFTKV_REDIRECT` (`forward` | `moved`) and
     /// `RAFTKV_CLIENTS` (`1=HOST:PORT,...`), and the limits `RAFTKV_MAX_CLIENTS`,
     /// `RAFTKV_MAX_BULK_BYTES`, `RAFTKV_MAX_REQUEST_BYTES`,
-    /// `RAFTKV_MAX_PENDING_PROPOSALS` and `RAFTKV_COMMIT_TIMEOUT_MS`. They override the TOML file; flags
-    /// override them.
+    /// `RAFTKV_MAX_PENDING_PROPOSALS` and `RAFTKV_COMMIT_TIMEOUT_MS`, and `RAFTKV_METRICS`
+    /// (the metrics address). They override the TOML file; flags override them.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<NodeFile, ConfigError> {
         let redirect = var("RAFTKV_REDIRECT")
             .map(|v| {
@@ -176,6 +179,7 @@ impl NodeFile {
             commit_timeout_ms: env_number(&var, "commit_timeout_ms", "RAFTKV_COMMIT_TIMEOUT_MS")?,
             requirepass: var("RAFTKV_REQUIREPASS"),
             cluster_secret: var("RAFTKV_CLUSTER_SECRET"),
+            metrics: var("RAFTKV_METRICS"),
             redirect,
             clients,
             ..NodeFile::default()
@@ -210,7 +214,8 @@ impl NodeFile {
             cluster_secret,
             insecure,
             redirect,
-            clients
+            clients,
+            metrics
         );
         self
     }
@@ -281,6 +286,8 @@ pub struct NodeConfig {
     /// Every member's client address, as clients dial it (empty if not configured;
     /// one per member of `peers` when given).
     pub client_addrs: BTreeMap<NodeId, String>,
+    /// Where Prometheus scrapes `GET /metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Where clients are served when `listen` is not set: loopback only, as Redis's
@@ -379,6 +386,25 @@ fn resolve(field: &'static str, addr: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| invalid(field, format!("`{addr}` resolves to no address")))
 }
 
+/// Resolves the metrics address: a bare port is on loopback; another address than
+/// loopback needs what a client address needs (a password, or `insecure`).
+fn metrics_addr(text: &str, open_allowed: bool) -> Result<SocketAddr, ConfigError> {
+    let addr = match text.trim().parse::<u16>() {
+        Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        Err(_) => resolve("metrics", text)?,
+    };
+    if !addr.ip().is_loopback() && !open_allowed {
+        return Err(invalid(
+            "metrics",
+            format!(
+                "{addr} is not a loopback address: set a password (`requirepass`, \
+                 RAFTKV_REQUIREPASS) or pass --insecure to serve it"
+            ),
+        ));
+    }
+    Ok(addr)
+}
+
 impl NodeConfig {
     /// Validates a merged file + flags configuration.
     pub fn from_file(f: NodeFile) -> Result<NodeConfig, ConfigError> {
@@ -432,6 +458,19 @@ impl NodeConfig {
                      cluster secret (`cluster_secret`, RAFTKV_CLUSTER_SECRET) so that peers \
                      authenticate each other, or pass --insecure to run without one"
                 ),
+            ));
+        }
+        let metrics = f
+            .metrics
+            .as_deref()
+            .map(|m| metrics_addr(m, requirepass.is_some() || f.insecure == Some(true)))
+            .transpose()?;
+        if let Some(m) = metrics
+            && (m == listen || peers.values().any(|a| *a == m))
+        {
+            return Err(invalid(
+                "metrics",
+                format!("{m} is also the client or a Raft peer address"),
             ));
         }
         if peers.values().any(|a| *a == listen) {
@@ -547,6 +586,7 @@ impl NodeConfig {
             cluster_secret,
             redirect,
             client_addrs,
+            metrics,
         })
     }
 }
@@ -861,5 +901,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn metrics_bind_loopback_for_a_bare_port_and_elsewhere_only_as_clients_may() {
+        let with = |metrics: &str, requirepass: Option<&str>, insecure: Option<bool>| {
+            NodeConfig::from_file(NodeFile {
+                metrics: Some(metrics.into()),
+                requirepass: requirepass.map(str::to_string),
+                insecure,
+                backend: Some(Backend::Memory),
+                ..flags(1)
+            })
+        };
+        let bare = with("9187", None, None).expect("a bare port");
+        assert_eq!(
+            bare.metrics.map(|m| m.to_string()).as_deref(),
+            Some("127.0.0.1:9187")
+        );
+        let refused = with("0.0.0.0:9187", None, None)
+            .expect_err("open without password")
+            .to_string();
+        assert!(
+            refused.contains("`metrics`") && refused.contains("--insecure"),
+            "{refused}"
+        );
+        assert!(with("0.0.0.0:9187", Some("pw"), None).is_ok());
+        assert!(with("0.0.0.0:9187", None, Some(true)).is_ok());
+        let clash = with("127.0.0.1:7001", None, None).expect_err("a peer address");
+        assert!(clash.to_string().contains("Raft peer"), "{clash}");
+        let unset = NodeConfig::from_file(NodeFile {
+            backend: Some(Backend::Memory),
+            ..flags(1)
+        })
+        .expect("no metrics");
+        assert_eq!(unset.metrics, None);
+        // The environment overrides the file; flags override both.
+        let file = NodeFile {
+            metrics: Some("9001".into()),
+            ..NodeFile::default()
+        };
+        let env = NodeFile::from_env(|n| (n == "RAFTKV_METRICS").then(|| "9002".to_string()))
+            .expect("valid environment");
+        assert_eq!(file.overlay(env).metrics.as_deref(), Some("9002"));
     }
 }

@@ -43,6 +43,8 @@ struct Effective<'a> {
     max_request_bytes: usize,
     max_pending_proposals: usize,
     commit_timeout_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<String>,
     peers: BTreeMap<String, &'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     clients: BTreeMap<String, &'a str>,
@@ -77,6 +79,7 @@ pub fn effective_toml(config: &NodeConfig) -> Result<String, String> {
         max_request_bytes: config.max_request_bytes,
         max_pending_proposals: config.max_pending_proposals,
         commit_timeout_ms: u64::try_from(config.commit_timeout.as_millis()).unwrap_or(u64::MAX),
+        metrics: config.metrics.map(|m| m.to_string()),
         peers: config
             .peer_names
             .iter()

@@ -15,6 +15,7 @@ mod config;
 mod effective;
 mod forward;
 pub mod member_file;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +69,9 @@ pub enum ServerError {
     /// The client listener could not start (its address is named).
     #[error("client listener: {0}")]
     Client(String),
+    /// The metrics listener could not start (its address is named).
+    #[error("metrics listener: {0}")]
+    Metrics(String),
 }
 
 /// A running member.
@@ -77,6 +81,7 @@ pub struct Server {
     transport: Arc<TcpTransport>,
     replica: Arc<Replica>,
     resp: RespServer,
+    metrics: Option<metrics::MetricsServer>,
     started: Instant,
 }
 
@@ -177,11 +182,27 @@ impl Server {
                 return Err(ServerError::Client(e.to_string()));
             }
         };
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let exporter = metrics::Exporter::new(Arc::clone(&replica), started.elapsed());
+                match metrics::MetricsServer::start(addr, exporter, runtime.handle()) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        resp.shutdown();
+                        replica.shutdown();
+                        transport.shutdown();
+                        return Err(ServerError::Metrics(e.to_string()));
+                    }
+                }
+            }
+            None => None,
+        };
         let status = replica.node().status();
         tracing::info!(
             id = config.id,
             raft = %raft_addr,
             client = %resp.local_addr(),
+            metrics = %metrics.as_ref().map_or("-".into(), |m| m.local_addr().to_string()),
             backend = replica.persister().backend_name(),
             data_dir = %config.storage.dir.as_ref().map_or("-".into(), |d| d.display().to_string()),
             term = status.term,
@@ -196,6 +217,7 @@ impl Server {
             transport,
             replica,
             resp,
+            metrics,
             started,
         })
     }
@@ -203,6 +225,13 @@ impl Server {
     /// The client (RESP) address actually bound.
     pub fn client_addr(&self) -> std::net::SocketAddr {
         self.resp.local_addr()
+    }
+
+    /// The metrics address actually bound, if serving metrics.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(metrics::MetricsServer::local_addr)
     }
 
     /// The replica (for status and tests).
@@ -229,6 +258,7 @@ impl Server {
         let Some(runtime) = self.runtime.take() else {
             return;
         };
+        self.metrics = None;
         self.resp.shutdown();
         self.replica.shutdown();
         self.transport.shutdown();

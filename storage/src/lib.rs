@@ -28,6 +28,7 @@ mod poison;
 pub mod rocks;
 mod rules;
 pub mod snapshot;
+mod sync_histogram;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod types;
@@ -41,6 +42,7 @@ pub use memory::MemoryPersister;
 pub use persister::{Persister, Result, SnapshotReader, SnapshotWriter};
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksPersister;
+pub use sync_histogram::{SYNC_BUCKETS_SECONDS, SyncHistogram, SyncHistogramSnapshot};
 pub use types::{
     Entry, HARD_STATE_ACCOUNTED_SIZE, HardState, NodeId, RecoveredState, SkippedSnapshot,
     SnapshotInfo, SnapshotMeta, WriteBatch,

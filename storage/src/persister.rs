@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 
 use crate::error::StorageError;
+use crate::sync_histogram::SyncHistogram;
 use crate::types::{RecoveredState, SnapshotInfo, SnapshotMeta, WriteBatch};
 
 /// Result type of storage operations.
@@ -99,6 +100,19 @@ pub trait Persister: Send + Sync + std::fmt::Debug {
 
     /// The backend's name, for logs and `INFO`.
     fn backend_name(&self) -> &'static str;
+
+    /// How long the syncs that make [`write`](Persister::write) durable took, or `None`
+    /// for a backend that does not sync (memory; the default).
+    ///
+    /// Contract for a backend that returns one: every sync that a `write` waits for
+    /// (one per batch: the file backend's `fdatasync`, RocksDB's synced write batch) is
+    /// observed once, after it returned (failed ones too, before the error is
+    /// returned), and nothing else is. With `Durability::None` nothing is synced and
+    /// nothing is observed. The histogram is only read by callers: observing never
+    /// blocks a write, and reading never blocks a sync.
+    fn sync_histogram(&self) -> Option<&SyncHistogram> {
+        None
+    }
 }
 
 /// A snapshot being written. Dropping it without [`commit`](SnapshotWriter::commit)

@@ -20,6 +20,7 @@
 //! * a snapshot is the state, the dedup table and their index captured together, taken
 //!   in O(1) and written on another thread while applies continue.
 
+mod outcomes;
 mod raft;
 mod snapshotter;
 mod waiters;
@@ -33,6 +34,7 @@ use parking_lot::{Condvar, Mutex};
 use raftkv_storage::fault::{self, FaultPlan};
 use raftkv_storage::{Persister, codec};
 
+pub use outcomes::ProposalStats;
 pub use raft::{
     ApplyMsg, Leadership, LeadershipWatcher, ProposeCallback, RaftHandle, ReadIndexCallback,
 };
@@ -42,6 +44,7 @@ use crate::command::{Command, Op, Reply};
 use crate::error::KvError;
 use crate::sessions::SessionTable;
 use crate::state_machine::KvStateMachine;
+use outcomes::ProposalOutcomes;
 use snapshotter::Snapshotter;
 use tokio::sync::oneshot;
 use waiters::{Answer, Completions, Notify, OpId, Waiters};
@@ -132,6 +135,7 @@ pub struct Rsm {
     apply_thread: Mutex<Option<JoinHandle<()>>>,
     /// The Raft handle reports leadership changes (no polling needed).
     leadership_watched: bool,
+    outcomes: ProposalOutcomes,
 }
 
 /// One command of a batch, proposed and waiting for its answer through `rx`.
@@ -263,6 +267,7 @@ impl Rsm {
             snapshotter,
             apply_thread: Mutex::new(Some(thread)),
             leadership_watched,
+            outcomes: ProposalOutcomes::default(),
         })
     }
 
@@ -279,6 +284,11 @@ impl Rsm {
     /// How reads are served.
     pub fn read_mode(&self) -> ReadMode {
         self.config.read_mode
+    }
+
+    /// How the commands submitted here ended, so far.
+    pub fn proposal_stats(&self) -> ProposalStats {
+        self.outcomes.stats()
     }
 
     /// Snapshot activity so far.
@@ -343,7 +353,9 @@ impl Rsm {
             }
             results[p.pos] = Some(result);
         }
-        finish(results)
+        let answers = finish(results);
+        self.outcomes.record(&answers);
+        answers
     }
 
     /// [`submit`](Self::submit) for async callers.
@@ -393,7 +405,9 @@ impl Rsm {
         }
         // Every waiter was answered, or cancelled on its failure path.
         cancel.ops.clear();
-        finish(results)
+        let answers = finish(results);
+        self.outcomes.record(&answers);
+        answers
     }
 
     /// Encodes `cmds`, registers a waiter for each (made by `channel`) and proposes

@@ -42,6 +42,7 @@ use crate::persister::{Persister, Result, SnapshotReader, SnapshotWriter};
 use crate::poison::Poison;
 use crate::rules;
 use crate::snapshot::{SnapshotFileWriter, SnapshotStore, sync_dir};
+use crate::sync_histogram::SyncHistogram;
 use crate::types::{
     HARD_STATE_ACCOUNTED_SIZE, HardState, RecoveredState, SkippedSnapshot, SnapshotInfo,
     SnapshotMeta, WriteBatch,
@@ -90,6 +91,8 @@ struct Shared {
     /// `inner.log.bytes()`, readable without the lock: a write holds the lock through
     /// its fsync, and `raft_state_size` is polled by the apply loop after every entry.
     log_bytes: AtomicU64,
+    /// The log syncs' durations (`Persister::sync_histogram`).
+    syncs: SyncHistogram,
     inner: Mutex<Inner>,
 }
 
@@ -204,6 +207,7 @@ impl FilePersister {
             skipped,
             report,
             log_bytes: AtomicU64::new(inner.log.bytes()),
+            syncs: SyncHistogram::new(),
             inner: Mutex::new(inner),
         });
         if let Some(mark) = mark_needed {
@@ -279,7 +283,10 @@ impl Shared {
         fault::check(&self.faults, "log.after_write")?;
         fault::check(&self.faults, "log.before_fsync")?;
         if self.durable() {
-            inner.active.sync()?;
+            let started = std::time::Instant::now();
+            let synced = inner.active.sync();
+            self.syncs.observe(started.elapsed());
+            synced?;
         }
         fault::check(&self.faults, "log.after_fsync")
     }
@@ -445,6 +452,10 @@ impl Persister for FilePersister {
 
     fn backend_name(&self) -> &'static str {
         "file"
+    }
+
+    fn sync_histogram(&self) -> Option<&SyncHistogram> {
+        Some(&self.shared.syncs)
     }
 }
 

@@ -67,6 +67,7 @@ use crate::persister::{Persister, Result, SnapshotReader, SnapshotWriter};
 use crate::poison::Poison;
 use crate::rules;
 use crate::snapshot::{SnapshotFileWriter, SnapshotStore};
+use crate::sync_histogram::SyncHistogram;
 use crate::types::{
     Entry, HARD_STATE_ACCOUNTED_SIZE, HardState, RecoveredState, SkippedSnapshot, SnapshotInfo,
     SnapshotMeta, WriteBatch,
@@ -99,6 +100,8 @@ pub(crate) struct Inner {
     poison: Poison,
     faults: Option<Arc<FaultPlan>>,
     sync: bool,
+    /// The synced log writes' durations (`Persister::sync_histogram`).
+    syncs: SyncHistogram,
 }
 
 impl fmt::Debug for Inner {
@@ -169,6 +172,7 @@ impl RocksPersister {
             poison: Poison::default(),
             faults,
             sync: config.durability != Durability::None,
+            syncs: SyncHistogram::new(),
         };
         let view = inner.recover_view()?;
         inner.log_bytes = AtomicU64::new(view.log_bytes());
@@ -434,11 +438,15 @@ impl Inner {
         }
         self.poison
             .latch(fault::check(&self.faults, "rocks.before_write"))?;
-        self.poison.latch(
-            self.db
-                .write_opt(wb, &self.write_options())
-                .map_err(|e| rocks_error("write batch", &self.db_path, e)),
-        )?;
+        let started = std::time::Instant::now();
+        let written = self
+            .db
+            .write_opt(wb, &self.write_options())
+            .map_err(|e| rocks_error("write batch", &self.db_path, e));
+        if self.sync {
+            self.syncs.observe(started.elapsed());
+        }
+        self.poison.latch(written)?;
         view.apply(batch);
         self.log_bytes.store(view.log_bytes(), Ordering::Release);
         self.poison
@@ -613,5 +621,9 @@ impl Persister for RocksPersister {
 
     fn backend_name(&self) -> &'static str {
         BACKEND
+    }
+
+    fn sync_histogram(&self) -> Option<&SyncHistogram> {
+        Some(&self.inner.syncs)
     }
 }
