@@ -288,6 +288,7 @@ cases! {
     memory_write: Memory, Leader, "memory.write";
     memory_snapshot_commit: Memory, Leader, "memory.snapshot_commit";
     memory_installed_snapshot_commit: Memory, InstallingFollower, "memory.snapshot_commit";
+    memory_installed_before_apply: Memory, InstallingFollower, "rsm.before_install_snapshot";
     memory_installed_after_apply: Memory, InstallingFollower, "rsm.after_install_snapshot";
 }
 
