@@ -60,6 +60,9 @@ enum Command {
         #[command(flatten)]
         target: cli::client::Target,
     },
+    /// Probe a member: exit 0 if ready to serve linearizably, 2 if alive but not ready
+    /// (loading its state, or no leader), 1 if unreachable.
+    Health(cli::health::HealthArgs),
     /// Print what a data directory holds (offline): backend, node id, hard state, log
     /// range and size, and each snapshot with its checksum status. Exits non-zero on
     /// any corruption.
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             batches,
         } => demo(&backend, data_dir, batches),
         Command::Inspect { dir } => cli::inspect::run(&dir),
+        Command::Health(args) => cli::health::run(args),
     }
 }
 

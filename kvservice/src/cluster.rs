@@ -155,6 +155,16 @@ impl LocalCluster {
             {
                 return Ok(id);
             }
+            // A member that cannot load its state never will: say why now.
+            for &id in self.ids() {
+                if let Some(r) = self.replica(id)
+                    && let Some(reason) = r.rsm().load_progress().status().error
+                {
+                    return Err(KvError::Consensus(format!(
+                        "member {id} could not load its state: {reason}"
+                    )));
+                }
+            }
             if Instant::now() >= deadline {
                 return Err(KvError::Timeout {
                     what: "a leader",

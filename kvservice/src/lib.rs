@@ -9,6 +9,7 @@ pub mod error;
 mod fold;
 mod layered_map;
 pub mod linearizability;
+pub mod load_progress;
 mod merge;
 mod payload_reader;
 pub mod proposal_limit;

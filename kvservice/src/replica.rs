@@ -77,6 +77,10 @@ impl RaftHandle for NodeRaft {
         true
     }
 
+    fn commit_index(&self) -> u64 {
+        self.0.status().commit
+    }
+
     fn snapshot_taken(&self, meta: SnapshotMeta) {
         if let Err(e) = self.0.snapshot_taken(meta) {
             tracing::warn!(index = meta.index, error = %e, "could not tell raft about a snapshot");
@@ -162,6 +166,7 @@ impl Replica {
                 return Err(e);
             }
         };
+        rsm.load_progress().log_while_loading(node.id());
         Ok(Replica {
             node,
             rsm,

@@ -206,7 +206,12 @@ impl KvStateMachine {
         input: R,
         sessions: SessionTable,
     ) -> Result<KvStateMachine, StorageError> {
-        Self::read_from(PayloadReader::new(ReadChunks(input)), None, sessions)
+        Self::read_from(
+            PayloadReader::new(ReadChunks(input)),
+            None,
+            sessions,
+            &mut |_, _| {},
+        )
     }
 
     /// Like [`read_snapshot`](Self::read_snapshot), from a persister's snapshot: the
@@ -215,8 +220,18 @@ impl KvStateMachine {
         reader: &mut dyn SnapshotReader,
         sessions: SessionTable,
     ) -> Result<KvStateMachine, StorageError> {
+        Self::restore_with_progress(reader, sessions, &mut |_, _| {})
+    }
+
+    /// [`restore`](Self::restore), calling `progress(keys_done, keys_total)` once the
+    /// header is read, every [`PROGRESS_EVERY`] keys, and after the last key.
+    pub fn restore_with_progress(
+        reader: &mut dyn SnapshotReader,
+        sessions: SessionTable,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<KvStateMachine, StorageError> {
         let len = reader.payload_len();
-        Self::read_from(PayloadReader::new(reader), Some(len), sessions)
+        Self::read_from(PayloadReader::new(reader), Some(len), sessions, progress)
     }
 
     /// `payload_len`, when known, bounds how many keys the payload can hold.
@@ -224,6 +239,7 @@ impl KvStateMachine {
         mut r: PayloadReader<S>,
         payload_len: Option<u64>,
         sessions: SessionTable,
+        progress: &mut dyn FnMut(u64, u64),
     ) -> Result<KvStateMachine, StorageError> {
         let header: SnapshotHeader = r.decode(&|| "the header".into())?;
         if header.magic != MAGIC {
@@ -241,7 +257,8 @@ impl KvStateMachine {
                 ),
             });
         }
-        let store = read_keys(&mut r, header.key_count, payload_len)?;
+        progress(0, header.key_count);
+        let store = read_keys(&mut r, header.key_count, payload_len, progress)?;
         let mut table = SessionTable::new_like(&sessions);
         for i in 0..header.session_count {
             let rec: SessionRecord =
@@ -266,12 +283,16 @@ impl KvStateMachine {
     }
 }
 
+/// How many keys a restore reads between two progress reports.
+pub const PROGRESS_EVERY: u64 = 4096;
+
 /// Reads `count` key records, in strictly increasing key order, into a store. The keys
 /// and values are slices of the reader's pieces.
 fn read_keys<S: ChunkSource>(
     r: &mut PayloadReader<S>,
     count: u64,
     payload_len: Option<u64>,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<KvStore, StorageError> {
     // `count` is untrusted: reserve no more than the payload can hold (a record takes
     // at least three bytes), or a bounded amount if its length is unknown, and grow
@@ -300,7 +321,11 @@ fn read_keys<S: ChunkSource>(
             });
         }
         entries.push((key, Versioned { value, version }));
+        if (i + 1) % PROGRESS_EVERY == 0 {
+            progress(i + 1, count);
+        }
     }
+    progress(count, count);
     Ok(KvStore::from_sorted(entries))
 }
 

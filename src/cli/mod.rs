@@ -2,5 +2,6 @@
 
 pub mod client;
 pub mod cluster;
+pub mod health;
 pub mod inspect;
 pub mod server;

@@ -141,7 +141,7 @@ pub fn run(args: ServerArgs) -> ExitCode {
     match server.run_until_signal() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("raftkv server {id}: waiting for signals: {e}");
+            eprintln!("raftkv server {id}: {e}");
             ExitCode::FAILURE
         }
     }

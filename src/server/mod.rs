@@ -14,6 +14,7 @@
 mod config;
 mod effective;
 mod forward;
+mod handover;
 pub mod member_file;
 pub mod metrics;
 
@@ -72,6 +73,12 @@ pub enum ServerError {
     /// The metrics listener could not start (its address is named).
     #[error("metrics listener: {0}")]
     Metrics(String),
+    /// The member started but could not load its state (an unreadable snapshot).
+    #[error("loading the state: {0}")]
+    Load(String),
+    /// Waiting for signals failed.
+    #[error("waiting for signals: {0}")]
+    Signal(std::io::Error),
 }
 
 /// A running member.
@@ -184,7 +191,7 @@ impl Server {
         };
         let metrics = match config.metrics {
             Some(addr) => {
-                let exporter = metrics::Exporter::new(Arc::clone(&replica), started.elapsed());
+                let exporter = metrics::Exporter::new(Arc::clone(&replica), started);
                 match metrics::MetricsServer::start(addr, exporter, runtime.handle()) {
                     Ok(m) => Some(m),
                     Err(e) => {
@@ -239,14 +246,40 @@ impl Server {
         &self.replica
     }
 
-    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then stops gracefully.
-    pub fn run_until_signal(mut self) -> std::io::Result<()> {
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then stops gracefully: a leader first
+    /// hands leadership to another member, so that a rolling restart costs no election
+    /// timeout. Ends with an error if the member cannot load its state.
+    pub fn run_until_signal(mut self) -> Result<(), ServerError> {
         let runtime = self.runtime.take().expect("runtime present until shutdown");
-        let signal = runtime.block_on(wait_for_signal());
-        tracing::info!(id = self.config.id, signal = signal?, "stopping");
+        let progress = Arc::clone(self.replica.rsm().load_progress());
+        let ended = runtime.block_on(async move {
+            tokio::select! {
+                signal = wait_for_signal() => signal.map_err(ServerError::Signal),
+                reason = load_failure(progress) => Err(ServerError::Load(reason)),
+            }
+        });
         self.runtime = Some(runtime);
-        self.shutdown();
-        Ok(())
+        match ended {
+            Ok(signal) => {
+                tracing::info!(id = self.config.id, signal, "stopping");
+                self.hand_over();
+                self.shutdown();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(id = self.config.id, error = %e, "stopping");
+                self.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    /// If this member leads, asks another to take over (bounded: a few election
+    /// timeouts), while clients are still served.
+    pub fn hand_over(&self) -> Option<raftkv_storage::NodeId> {
+        let election = self.config.tick * self.config.election_ticks;
+        let peers: Vec<_> = self.config.peers.keys().copied().collect();
+        handover::hand_over(self.replica.node(), &peers, election * 2, election * 6)
     }
 
     /// Stops serving clients, then Raft and the state machine, then the transport.
@@ -274,6 +307,20 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Resolves with the reason if loading the state fails; pends otherwise.
+async fn load_failure(progress: Arc<raftkv_kvservice::load_progress::LoadProgress>) -> String {
+    loop {
+        let p = Arc::clone(&progress);
+        let waited = tokio::task::spawn_blocking(move || p.wait(Duration::from_secs(3600))).await;
+        match waited {
+            Ok(Ok(())) => std::future::pending::<()>().await,
+            Ok(Err(reason)) if !progress.is_loading() => return reason,
+            Ok(Err(_)) => {}
+            Err(e) => return format!("watching the load: {e}"),
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! when the Raft state nears `max_raft_state`.
 //!
 //! Rules it keeps (the lab's hard lessons):
-//! * at start it restores the newest snapshot before applying anything;
+//! * at start it restores the newest snapshot before applying anything (on the apply
+//!   thread, reporting progress in a [`LoadProgress`]: the replica is alive meanwhile);
 //! * entries at or below the applied index (after an installed snapshot) are ignored;
 //! * a caller is answered only for *its* command (matched by client id and sequence
 //!   number); another command at its index fails it with `WrongLeader`;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use raftkv_storage::fault::{self, FaultPlan};
-use raftkv_storage::{Persister, codec};
+use raftkv_storage::{Persister, SnapshotReader, codec};
 
 pub use outcomes::ProposalStats;
 pub use raft::{
@@ -42,6 +43,7 @@ pub use snapshotter::SnapshotStats;
 
 use crate::command::{Command, Op, Reply};
 use crate::error::KvError;
+use crate::load_progress::LoadProgress;
 use crate::sessions::SessionTable;
 use crate::state_machine::KvStateMachine;
 use outcomes::ProposalOutcomes;
@@ -113,6 +115,8 @@ struct Shared {
     /// Snapshots received from a leader and restored (not counting the one restored at
     /// start).
     installed: AtomicU64,
+    /// Loading the state at start: the snapshot, then the log up to the commit index.
+    progress: Arc<LoadProgress>,
 }
 
 impl Shared {
@@ -204,31 +208,21 @@ impl Rsm {
         I::IntoIter: Send + 'static,
     {
         let sessions = SessionTable::new(config.session_ttl_ms, config.max_sessions);
-        let sm = match persister.open_snapshot()? {
-            Some(mut reader) => {
-                let meta = reader.meta();
-                let sm = KvStateMachine::restore(&mut *reader, sessions)?;
-                if sm.applied_index() != meta.index {
-                    return Err(KvError::Storage(raftkv_storage::StorageError::Codec {
-                        op: "restore kv snapshot",
-                        detail: format!(
-                            "payload says index {} but the snapshot is at {}",
-                            sm.applied_index(),
-                            meta.index
-                        ),
-                    }));
-                }
-                sm
-            }
-            None => KvStateMachine::with_sessions(sessions),
-        };
-        let applied = sm.applied_index();
+        // The snapshot is opened here, so that a missing or unreadable file fails the
+        // start; its payload is decoded on the apply thread, which reports progress
+        // (the replica is alive, and says it is loading, meanwhile).
+        let snapshot = persister.open_snapshot()?;
+        let snapshot_index = snapshot.as_ref().map_or(0, |r| r.meta().index);
+        let progress = Arc::new(LoadProgress::new(snapshot_index, raft.commit_index()));
         let shared = Arc::new(Shared {
-            sm: Mutex::new(sm),
+            sm: Mutex::new(KvStateMachine::with_sessions(SessionTable::new_like(
+                &sessions,
+            ))),
             applied_changed: Condvar::new(),
-            waiters: Mutex::new(Waiters::new(applied)),
+            waiters: Mutex::new(Waiters::new(0)),
             stopped: AtomicBool::new(false),
             installed: AtomicU64::new(0),
+            progress,
         });
         let leadership_watched = {
             let weak = Arc::downgrade(&shared);
@@ -251,7 +245,14 @@ impl Rsm {
             let applies = applies.into_iter();
             std::thread::Builder::new()
                 .name("rsm-apply".into())
-                .spawn(move || apply_loop(applies, &shared, &snapshotter, &faults))
+                .spawn(move || {
+                    if load(snapshot, sessions, &shared) {
+                        apply_loop(applies, &shared, &snapshotter, &faults);
+                    }
+                    shared.stopped.store(true, Ordering::Release);
+                    shared.with_waiters(|w, done| w.fail_all(|| KvError::Shutdown, done));
+                    shared.applied_changed.notify_all();
+                })
                 .map_err(|e| {
                     KvError::Storage(raftkv_storage::StorageError::io(
                         "spawn apply thread",
@@ -269,6 +270,21 @@ impl Rsm {
             leadership_watched,
             outcomes: ProposalOutcomes::default(),
         })
+    }
+
+    /// How far loading the state at start is (the snapshot, then the log up to the
+    /// commit index known at start). Calls made while loading wait for it: reads until
+    /// their read index is applied, writes until their entry is.
+    pub fn load_progress(&self) -> &Arc<LoadProgress> {
+        &self.shared.progress
+    }
+
+    /// Waits up to `timeout` for loading to finish (see [`load_progress`](Self::load_progress)).
+    pub fn wait_loaded(&self, timeout: Duration) -> Result<(), KvError> {
+        self.shared
+            .progress
+            .wait(timeout)
+            .map_err(|reason| KvError::Consensus(format!("loading the state: {reason}")))
     }
 
     /// Snapshots received from a leader and restored since start.
@@ -856,6 +872,7 @@ fn apply_loop(
                     snapshotter.maybe_snapshot(&sm);
                     reply
                 };
+                shared.progress.applied(index);
                 // Only this thread applies, so the table learns the applied indexes in
                 // order, each after the state machine reached it.
                 shared.applied_changed.notify_all();
@@ -889,6 +906,7 @@ fn apply_loop(
                             break;
                         }
                         shared.installed.fetch_add(1, Ordering::Relaxed);
+                        shared.progress.applied(meta.index);
                         shared.applied_changed.notify_all();
                         shared
                             .waiters
@@ -907,9 +925,54 @@ fn apply_loop(
             }
         }
     }
-    shared.stopped.store(true, Ordering::Release);
-    shared.with_waiters(|w, done| w.fail_all(|| KvError::Shutdown, done));
-    shared.applied_changed.notify_all();
+}
+
+/// Restores the snapshot opened at start (if any) into `shared`, reporting progress;
+/// false if it cannot be read (logged, and recorded in the progress).
+fn load(
+    snapshot: Option<Box<dyn SnapshotReader>>,
+    sessions: SessionTable,
+    shared: &Shared,
+) -> bool {
+    let progress = &shared.progress;
+    if let Some(mut reader) = snapshot {
+        let meta = reader.meta();
+        let restored =
+            KvStateMachine::restore_with_progress(&mut *reader, sessions, &mut |done, total| {
+                progress.snapshot_keys_total(total);
+                progress.snapshot_keys_done(done);
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|sm| {
+                if sm.applied_index() == meta.index {
+                    Ok(sm)
+                } else {
+                    Err(format!(
+                        "payload says index {} but the snapshot is at {}",
+                        sm.applied_index(),
+                        meta.index
+                    ))
+                }
+            });
+        match restored {
+            Ok(sm) => *shared.sm.lock() = sm,
+            Err(e) => {
+                let reason = format!("restore kv snapshot at index {}: {e}", meta.index);
+                tracing::error!(error = %reason, "loading failed; the apply loop stops");
+                progress.fail(reason);
+                return false;
+            }
+        }
+        shared.applied_changed.notify_all();
+        let mut done = Completions::default();
+        shared
+            .waiters
+            .lock()
+            .snapshot_installed(meta.index, &mut done);
+        done.send();
+    }
+    progress.snapshot_restored();
+    true
 }
 
 #[cfg(test)]

@@ -120,4 +120,11 @@ pub trait RaftHandle: Send + Sync + 'static {
     /// The service committed a snapshot at `meta` into the persister; Raft may drop its
     /// log up to there.
     fn snapshot_taken(&self, meta: SnapshotMeta);
+
+    /// The commit index known now. The RSM asks once, at start: the replica counts as
+    /// loading until it has applied this far (the default, 0, means as soon as its
+    /// snapshot is restored).
+    fn commit_index(&self) -> u64 {
+        0
+    }
 }

@@ -291,6 +291,8 @@ fn snapshots_bound_the_raft_state_and_restore_on_restart() {
     let recovered = image.recover().expect("recover");
     let (raft2, rx2) = FakeRaft::new(image, Mode::Commit);
     let rsm2 = start(&raft2, rx2, config);
+    rsm2.wait_loaded(Duration::from_secs(30))
+        .expect("the snapshot restores");
     assert_eq!(
         rsm2.applied_index(),
         recovered.snapshot.map_or(0, |s| s.index)

@@ -17,6 +17,7 @@ use super::commands::{Call, ReplyKind, parse};
 use super::config::Redirect;
 use super::hello::{Hello, HelloReply, NOAUTH_HELLO, write_hello};
 use super::info::{InfoSource, info_text};
+use super::loading;
 use super::reply::render;
 use super::resp_server::Shared;
 use super::router::{Refusal, Unit};
@@ -273,16 +274,21 @@ impl Connection {
         let mut plans: Vec<Plan> = Vec::new();
         let mut quit = false;
         let pack_limit = self.shared.config.max_write_command_bytes;
+        let loading = shared.router.replica().rsm().load_progress().is_loading();
         for request in requests {
             counters.commands.fetch_add(1, Ordering::Relaxed);
-            if !self.authenticated
-                && !request
-                    .args()
-                    .first()
-                    .is_some_and(|name| auth::allowed_before_auth(name))
-            {
+            // Before AUTH only what leads to it; while loading only what needs no data.
+            let name = request.args().first().map_or(&[][..], |n| &n[..]);
+            let refusal = if !self.authenticated && !auth::allowed_before_auth(name) {
+                Some(auth::NOAUTH)
+            } else if loading && !loading::allowed_while_loading(name) {
+                Some(loading::LOADING)
+            } else {
+                None
+            };
+            if let Some(msg) = refusal {
                 let mut out = Vec::new();
-                encode::write_error(&mut out, auth::NOAUTH.as_bytes());
+                encode::write_error(&mut out, msg.as_bytes());
                 slots.push(Slot::Ready(out));
                 continue;
             }

@@ -7,6 +7,7 @@ use raftkv_consensus::Role;
 
 use super::router::Router;
 use super::stats::ServerStats;
+use crate::load_progress::LoadPhase;
 
 /// The Redis version whose behaviour the server follows, as `INFO` (`redis_version`)
 /// and `HELLO` (`version`) report it: clients read it to decide what to send.
@@ -115,6 +116,30 @@ fn write_section(out: &mut String, src: &InfoSource<'_>, section: &str) {
             let persister = replica.persister();
             let snap = replica.rsm().snapshot_stats();
             line("# Persistence", &"");
+            // As Redis reports loading its RDB file; the loading_keys_* and
+            // loading_entries_* fields are raftkv's own.
+            let load = replica.rsm().load_progress().status();
+            let loading = matches!(load.phase, LoadPhase::Snapshot | LoadPhase::Replay);
+            line("loading", &u8::from(loading));
+            line("async_loading", &0);
+            if loading {
+                line("loading_start_time", &load.start_unix);
+                line("loading_phase", &load.phase.name());
+                line("loading_loaded_perc", &format_args!("{:.2}", load.percent));
+                line(
+                    "loading_eta_seconds",
+                    &load
+                        .eta_seconds
+                        .map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX)),
+                );
+                line("loading_keys_restored", &load.keys_done);
+                line("loading_keys_total", &load.keys_total);
+                line("loading_entries_replayed", &load.entries_done);
+                line("loading_entries_total", &load.entries_total);
+            } else if let Some(e) = &load.error {
+                line("loading_error", &e.replace(['\r', '\n'], " "));
+            }
+            line("load_duration_ms", &load.elapsed.as_millis());
             line("storage_backend", &persister.backend_name());
             line("raft_state_size", &persister.raft_state_size());
             line("snapshot_count", &snap.taken);

@@ -85,6 +85,7 @@ mod exec;
 mod forward;
 mod hello;
 mod info;
+mod loading;
 mod reply;
 mod resp_server;
 mod router;

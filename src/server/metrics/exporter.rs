@@ -2,7 +2,7 @@
 //! read from the replica and its persister at each scrape (nothing is pushed to it).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -76,9 +76,9 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Registers every metric over `replica`; `restart` is how long the member took to
-    /// open, recover and start serving.
-    pub fn new(replica: Arc<Replica>, restart: Duration) -> Exporter {
+    /// Registers every metric over `replica`; `started` is when the process began to
+    /// open its storage (the restart lasts from then until the state is loaded).
+    pub fn new(replica: Arc<Replica>, started: Instant) -> Exporter {
         let mut registry = Registry::with_prefix("raftkv");
         let mut live = |name: &str, help: &str, kind: MetricType, read: Read<f64>| {
             let metric = Live {
@@ -137,12 +137,20 @@ impl Exporter {
             MetricType::Gauge,
             Box::new(|r| r.rsm().snapshot_stats().last_stored_bytes as f64),
         );
-        let restart_seconds = restart.as_secs_f64();
         live(
             "restart_duration_seconds",
-            "How long this process took to open its storage, recover and start serving",
+            "How long this process took to open its storage, recover and load its state \
+             (so far, while loading)",
             MetricType::Gauge,
-            Box::new(move |_| restart_seconds),
+            Box::new(move |r| {
+                let ready = r.rsm().load_progress().ready_at();
+                ready
+                    .map_or_else(
+                        || started.elapsed(),
+                        |at| at.saturating_duration_since(started),
+                    )
+                    .as_secs_f64()
+            }),
         );
         registry.register(
             "fsync_duration_seconds",
