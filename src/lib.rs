@@ -34,6 +34,7 @@ pub use raftkv_consensus as consensus;
 pub use raftkv_kvservice as kvservice;
 pub use raftkv_storage as storage;
 
+pub mod backup;
 pub mod client;
 mod db;
 pub mod demo;

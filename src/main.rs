@@ -64,12 +64,16 @@ enum Command {
     /// (loading its state, or no leader), 1 if unreachable.
     Health(cli::health::HealthArgs),
     /// Print what a data directory holds (offline): backend, node id, hard state, log
-    /// range and size, and each snapshot with its checksum status. Exits non-zero on
-    /// any corruption.
+    /// range and size, and each snapshot with its checksum status; or, given a backup
+    /// file, verify it completely. Exits non-zero on any corruption.
     Inspect {
-        /// The data directory of one member.
+        /// The data directory of one member, or a backup file.
         dir: PathBuf,
     },
+    /// Stream a consistent backup of a running cluster into a file.
+    Backup(cli::backup::BackupArgs),
+    /// Seed a new member's data directory from a backup file.
+    Restore(cli::backup::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,7 +103,10 @@ fn main() -> ExitCode {
             data_dir,
             batches,
         } => demo(&backend, data_dir, batches),
+        Command::Inspect { dir } if dir.is_file() => cli::backup::run_inspect_file(&dir),
         Command::Inspect { dir } => cli::inspect::run(&dir),
+        Command::Backup(args) => cli::backup::run_backup(args),
+        Command::Restore(args) => cli::backup::run_restore(args),
         Command::Health(args) => cli::health::run(args),
     }
 }

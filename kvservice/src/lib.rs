@@ -2,6 +2,7 @@
 //! machine with exactly-once client sessions, the client and the network server.
 #![deny(unsafe_code)]
 
+pub mod backup;
 pub mod clerk;
 pub mod cluster;
 pub mod command;

@@ -1,5 +1,6 @@
 //! The subcommands of the `raftkv` binary, one module each.
 
+pub mod backup;
 pub mod client;
 pub mod cluster;
 pub mod health;

@@ -85,6 +85,10 @@ pub fn ensure(dir: &Path, node_id: NodeId, cluster_id: u64) -> Result<(), String
                 found.cluster_id
             ));
         }
+        if found.cluster_id == 0 && cluster_id != 0 {
+            // Seeded by `raftkv restore` without a cluster id: adopt this one.
+            return write(dir, node_id, cluster_id);
+        }
         return Ok(());
     }
     write(dir, node_id, cluster_id)

@@ -175,6 +175,7 @@ impl Server {
         client.requirepass = config.requirepass.clone();
         client.redirect = config.redirect;
         client.client_addrs = config.client_addrs.clone();
+        client.backup_dir = config.storage.dir.clone();
         let forwarder = Arc::new(TcpForwarder::new(Arc::clone(&transport)));
         let resp = match RespServer::start(
             client,

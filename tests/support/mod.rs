@@ -227,6 +227,17 @@ pub struct ProcCluster {
 impl ProcCluster {
     /// Starts `n` members with `extra` flags each, and waits until a leader serves.
     pub fn start(n: usize, backend: &str, extra: &[&str]) -> ProcCluster {
+        ProcCluster::start_prepared(n, backend, extra, |_, _| {})
+    }
+
+    /// [`start`](Self::start), calling `prepare(id, data_dir)` for each member before
+    /// any starts (to seed its data directory, say).
+    pub fn start_prepared(
+        n: usize,
+        backend: &str,
+        extra: &[&str],
+        mut prepare: impl FnMut(u64, &Path),
+    ) -> ProcCluster {
         let root = tempfile::tempdir().expect("tempdir");
         let ports = free_ports(2 * n);
         let peers: Vec<String> = (0..n)
@@ -252,7 +263,8 @@ impl ProcCluster {
                 dir.display().to_string(),
             ];
             args.extend(extra.iter().map(|s| s.to_string()));
-            let mut m = Member {
+            prepare(id, &dir);
+            let m = Member {
                 id,
                 client,
                 dir,
@@ -260,8 +272,10 @@ impl ProcCluster {
                 child: None,
                 log: root.path().join(format!("node-{id}.log")),
             };
-            m.start();
             members.push(m);
+        }
+        for m in &mut members {
+            m.start();
         }
         let c = ProcCluster { members, root };
         c.wait_serving(Duration::from_secs(30));

@@ -93,6 +93,13 @@ const DOCS: &[Doc] = &[
         ONE,
     ),
     doc(
+        "raftkv.backup",
+        "Takes a consistent backup of the whole state and serves it in chunks (raftkv).",
+        "0.1.0",
+        "server",
+        "O(N) where N is the number of keys (START); O(1) per chunk.",
+    ),
+    doc(
         "ping",
         "Returns the server's liveliness response.",
         "1.0.0",

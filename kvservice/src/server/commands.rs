@@ -38,6 +38,27 @@ pub(crate) enum Call {
     },
     /// A KV operation, answered from the state machine.
     Kv(KvCall),
+    /// `RAFTKV.BACKUP START|CHUNK id offset|DONE id`.
+    Backup(BackupCall),
+}
+
+/// A step of the hot backup protocol (see `crate::backup`).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BackupCall {
+    /// Take a backup at a read barrier: `[id, bytes, index, term, keys, crc32]`.
+    Start,
+    /// Up to 1 MiB of backup `id` from `offset`.
+    Chunk {
+        /// The backup.
+        id: u64,
+        /// Where to read from.
+        offset: u64,
+    },
+    /// Drop backup `id`.
+    Done {
+        /// The backup.
+        id: u64,
+    },
 }
 
 /// A KV operation and how to render its reply.
@@ -151,6 +172,13 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
         &["write", "denyoom"],
         (1, 1, 1),
         &["@write", "@string", "@slow"],
+    ),
+    spec(
+        "raftkv.backup",
+        -2,
+        &["admin", "noscript"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
     ),
     spec("ping", -1, &["fast"], (0, 0, 0), &["@fast", "@connection"]),
     spec(
@@ -323,6 +351,7 @@ pub(crate) fn parse(args: &[Bytes], proto: Protocol) -> Call {
             Some(_) => error("ERR DB index is out of range"),
             None => error("ERR value is not an integer or out of range"),
         },
+        "raftkv.backup" => parse_backup(args),
         "command" => parse_command(args, proto),
         "cluster" | "readonly" | "readwrite" => parse_cluster(args),
         "client" => parse_client(args),
@@ -334,6 +363,34 @@ pub(crate) fn parse(args: &[Bytes], proto: Protocol) -> Call {
                 .collect(),
         ),
         _ => Call::Reply(unknown_command(args)),
+    }
+}
+
+fn parse_backup(args: &[Bytes]) -> Call {
+    let id = |a: &Bytes| {
+        let s = std::str::from_utf8(a).ok()?;
+        u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
+    };
+    let sub = args[1].to_ascii_uppercase();
+    match (sub.as_slice(), args.len()) {
+        (b"START", 2) => Call::Backup(BackupCall::Start),
+        (b"CHUNK", 4) => match (id(&args[2]), parse_u64(&args[3])) {
+            (Some(id), Some(offset)) => Call::Backup(BackupCall::Chunk { id, offset }),
+            (None, _) => error("ERR backup id must be hexadecimal, as START returned it"),
+            (_, None) => error("ERR value is not an integer or out of range"),
+        },
+        (b"DONE", 3) => match id(&args[2]) {
+            Some(id) => Call::Backup(BackupCall::Done { id }),
+            None => error("ERR backup id must be hexadecimal, as START returned it"),
+        },
+        (b"START" | b"CHUNK" | b"DONE", _) => error(&format!(
+            "ERR wrong number of arguments for 'raftkv.backup|{}' command",
+            String::from_utf8_lossy(&sub).to_ascii_lowercase()
+        )),
+        _ => error(&format!(
+            "ERR unknown subcommand '{}'. Try RAFTKV.BACKUP START, CHUNK id offset, DONE id.",
+            String::from_utf8_lossy(&args[1])
+        )),
     }
 }
 

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     /// MOVED server without this member's address or with an entry that is not
     /// `host:port`. May be empty otherwise.
     pub client_addrs: BTreeMap<NodeId, String>,
+    /// Where hot backups (`RAFTKV.BACKUP`) are written while clients fetch them: the
+    /// data directory, say. `None`: the system's temporary directory.
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 /// How a member that does not lead answers a command that must run on the leader.
@@ -135,6 +138,7 @@ impl ServerConfig {
             requirepass: None,
             redirect: Redirect::Forward,
             client_addrs: BTreeMap::new(),
+            backup_dir: None,
         }
     }
 

@@ -12,8 +12,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::auth;
+use super::backup_cmd;
 use super::cluster::{CLUSTER_DISABLED, ClusterCall, ClusterView, write_cluster_reply};
-use super::commands::{Call, ReplyKind, parse};
+use super::commands::{BackupCall, Call, ReplyKind, parse};
 use super::config::Redirect;
 use super::hello::{Hello, HelloReply, NOAUTH_HELLO, write_hello};
 use super::info::{InfoSource, info_text};
@@ -57,6 +58,7 @@ enum Stop {
 /// protocol of their request's time (a `HELLO` may change it mid-batch).
 enum Slot {
     Ready(Vec<u8>),
+    Backup(BackupCall),
     Info(Vec<String>, Protocol),
     Kv {
         kind: ReplyKind,
@@ -296,6 +298,7 @@ impl Connection {
                 Call::Reply(bytes) => slots.push(Slot::Ready(bytes)),
                 Call::Hello(hello) => slots.push(Slot::Ready(self.hello(hello))),
                 Call::Cluster(call) => slots.push(Slot::Ready(self.cluster(&call))),
+                Call::Backup(call) => slots.push(Slot::Backup(call)),
                 Call::Quit => {
                     slots.push(Slot::Ready(b"+OK\r\n".to_vec()));
                     quit = true;
@@ -391,6 +394,9 @@ impl Connection {
         for slot in slots {
             match slot {
                 Slot::Ready(bytes) => out.extend_from_slice(&bytes),
+                Slot::Backup(call) => {
+                    out.extend_from_slice(&backup_cmd::run(&self.shared, call).await);
+                }
                 Slot::Info(sections, proto) => {
                     // It takes the state machine's lock, which a snapshot install holds
                     // for a while: not on an async worker.

@@ -75,6 +75,7 @@
 //! applied at most once and answered with the original reply.
 
 mod auth;
+mod backup_cmd;
 mod cluster;
 mod command_docs;
 mod commands;

@@ -17,6 +17,7 @@ use super::error::ServerError;
 use super::forward::Forwarder;
 use super::router::{Router, Routes};
 use super::stats::{Counters, ServerStats};
+use crate::backup::Backups;
 use crate::replica::Replica;
 
 /// What the listener and every connection share.
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) port: u16,
     pub(crate) next_client_id: AtomicU64,
+    /// Hot backups being fetched (`RAFTKV.BACKUP`).
+    pub(crate) backups: Backups,
 }
 
 /// A running RESP server. Dropping it shuts it down.
@@ -88,6 +91,7 @@ impl RespServer {
                     client_addrs: config.client_addrs.clone(),
                 },
             ),
+            backups: Backups::new(config.backup_dir.clone()),
             config,
             counters: Counters::default(),
             started: Instant::now(),
