@@ -177,7 +177,11 @@ fn a_corrupted_snapshot_is_refused_or_falls_back_never_silently_lost() {
             if !m.is_running() {
                 return Some(false);
             }
-            m.try_command(&["PING"]).map(|_| true)
+            // PONG once loaded (-LOADING while it restores and replays).
+            match m.try_command(&["PING"]) {
+                Some(raftkv::kvservice::resp::Value::SimpleString(s)) if s == "PONG" => Some(true),
+                _ => None,
+            }
         },
     );
     eprintln!(

@@ -214,6 +214,11 @@ impl Rsm {
         let snapshot = persister.open_snapshot()?;
         let snapshot_index = snapshot.as_ref().map_or(0, |r| r.meta().index);
         let progress = Arc::new(LoadProgress::new(snapshot_index, raft.commit_index()));
+        if snapshot.is_none() {
+            // Nothing to restore: the replay (if any) starts now, and a member with an
+            // empty log is ready before its server opens.
+            progress.snapshot_restored();
+        }
         let shared = Arc::new(Shared {
             sm: Mutex::new(KvStateMachine::with_sessions(SessionTable::new_like(
                 &sessions,
@@ -927,15 +932,19 @@ fn apply_loop(
     }
 }
 
-/// Restores the snapshot opened at start (if any) into `shared`, reporting progress;
-/// false if it cannot be read (logged, and recorded in the progress).
+/// Restores the snapshot opened at start (if any; without one, `start` already moved
+/// the progress on) into `shared`, reporting progress; false if it cannot be read
+/// (logged, and recorded in the progress).
 fn load(
     snapshot: Option<Box<dyn SnapshotReader>>,
     sessions: SessionTable,
     shared: &Shared,
 ) -> bool {
     let progress = &shared.progress;
-    if let Some(mut reader) = snapshot {
+    let Some(mut reader) = snapshot else {
+        return true;
+    };
+    {
         let meta = reader.meta();
         let restored =
             KvStateMachine::restore_with_progress(&mut *reader, sessions, &mut |done, total| {
