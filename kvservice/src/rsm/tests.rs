@@ -658,3 +658,31 @@ fn polled_leadership_loss_fails_async_waiters() {
     raft.close();
     rsm.shutdown();
 }
+
+#[test]
+fn an_undecodable_snapshot_fails_loading_by_name_and_never_reports_ready() {
+    let persister = MemoryPersister::new();
+    let meta = SnapshotMeta { index: 7, term: 2 };
+    let mut w = persister.begin_snapshot(meta).expect("begin");
+    std::io::Write::write_all(&mut w, b"not a kv snapshot payload").expect("write");
+    w.commit().expect("commit");
+    let (raft, rx) = FakeRaft::new(persister, Mode::Commit);
+    let rsm = start(&raft, rx, RsmConfig::default());
+    let e = rsm
+        .wait_loaded(Duration::from_secs(30))
+        .expect_err("an undecodable snapshot never loads");
+    assert!(
+        e.to_string().contains("restore kv snapshot at index 7"),
+        "{e}"
+    );
+    let status = rsm.load_progress().status();
+    assert_eq!(status.phase, crate::load_progress::LoadPhase::Failed);
+    assert!(!rsm.load_progress().is_loading());
+    // Callers are not left waiting on a state that will never be loaded.
+    assert!(matches!(
+        rsm.submit(put(1, 1, "k", "v")),
+        Err(KvError::Shutdown)
+    ));
+    drop(raft);
+    rsm.shutdown();
+}
